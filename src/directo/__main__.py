@@ -1,0 +1,3 @@
+from directo.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Accounts, sessions, follows, blocks and privacy settings."""

@@ -1,0 +1,143 @@
+"""HTTP routes for accounts, sessions, follows and blocks; and the authentication dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Row
+
+from directo.accounts import service
+from directo.accounts.schemas import (
+    AccountCreate,
+    AccountList,
+    AccountOut,
+    BrandRole,
+    MeOut,
+    MeUpdate,
+    SessionCreate,
+    SessionOut,
+)
+from directo.app import App
+from directo.core.http import errors
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/sessions")
+
+HandleParam = Annotated[str, Path(max_length=64)]
+
+
+def get_app(request: Request) -> App:
+    app: App = request.app.state.directo
+    return app
+
+
+AppDep = Annotated[App, Depends(get_app)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account: Row
+    token_hash: str
+
+    @property
+    def id(self) -> str:
+        return str(self.account.id)
+
+
+async def authenticated(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    token = credentials.credentials if credentials is not None else None
+    account, token_hash = await service.authenticate(get_app(request), token)
+    return Principal(account, token_hash)
+
+
+Me = Annotated[Principal, Depends(authenticated)]
+
+
+def account_out(row: Row) -> AccountOut:
+    return AccountOut(id=row.id, handle=row.handle, display_name=row.display_name, kind=row.kind)
+
+
+async def me_out(app: App, row: Row) -> MeOut:
+    from directo.brands.service import brands_of
+
+    brands = [BrandRole.model_validate({"brand": account_out(brand), "role": role})
+              for brand, role in await brands_of(app, row.id)]
+    return MeOut(id=row.id, handle=row.handle, display_name=row.display_name, kind=row.kind,
+                 dm_policy=row.dm_policy, created_at=row.created_at, brands=brands)
+
+
+@router.post("/accounts", status_code=201, response_model=AccountOut,
+             responses=errors(409, 413, 422))
+async def create_account(body: AccountCreate, app: AppDep) -> AccountOut:
+    row = await service.create_account(app, body.handle, body.password, body.display_name,
+                                       body.kind)
+    return account_out(row)
+
+
+@router.post("/sessions", status_code=201, response_model=SessionOut,
+             responses=errors(401, 413, 422, 429), tags=["sessions"])
+async def create_session(body: SessionCreate, request: Request, app: AppDep) -> SessionOut:
+    client = request.client.host if request.client else "unknown"
+    token, account = await service.login(app, body.handle, body.password, client)
+    return SessionOut(token=token, account=await me_out(app, account))
+
+
+@router.delete("/sessions/current", status_code=204, responses=errors(401), tags=["sessions"])
+async def delete_session(me: Me, app: AppDep) -> Response:
+    await service.logout(app, me.token_hash)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, responses=errors(401))
+async def get_me(me: Me, app: AppDep) -> MeOut:
+    return await me_out(app, me.account)
+
+
+@router.patch("/me", response_model=MeOut, responses=errors(401, 413, 422))
+async def patch_me(body: MeUpdate, me: Me, app: AppDep) -> MeOut:
+    row = await service.update_me(app, me.account, body.display_name, body.dm_policy)
+    return await me_out(app, row)
+
+
+@router.get("/accounts/{handle}", response_model=AccountOut, responses=errors(401, 404))
+async def get_account(handle: HandleParam, me: Me, app: AppDep) -> AccountOut:
+    return account_out(await service.find(app, handle))
+
+
+Relation = Literal["following", "followers", "blocked"]
+
+
+@router.get("/me/{relation}", response_model=AccountList, responses=errors(401))
+async def list_relation(relation: Relation, me: Me, app: AppDep) -> AccountList:
+    rows = await service.list_related(app, me.account, relation)
+    return AccountList(items=[account_out(row) for row in rows])
+
+
+@router.put("/me/following/{handle}", status_code=204, responses=errors(401, 404, 422))
+async def follow(handle: HandleParam, me: Me, app: AppDep) -> Response:
+    await service.set_following(app, me.account, handle, True)
+    return Response(status_code=204)
+
+
+@router.delete("/me/following/{handle}", status_code=204, responses=errors(401, 404, 422))
+async def unfollow(handle: HandleParam, me: Me, app: AppDep) -> Response:
+    await service.set_following(app, me.account, handle, False)
+    return Response(status_code=204)
+
+
+@router.put("/me/blocked/{handle}", status_code=204, responses=errors(401, 404, 422))
+async def block(handle: HandleParam, me: Me, app: AppDep) -> Response:
+    await service.set_blocked(app, me.account, handle, True)
+    return Response(status_code=204)
+
+
+@router.delete("/me/blocked/{handle}", status_code=204, responses=errors(401, 404, 422))
+async def unblock(handle: HandleParam, me: Me, app: AppDep) -> Response:
+    await service.set_blocked(app, me.account, handle, False)
+    return Response(status_code=204)

@@ -1,0 +1,131 @@
+"""Tables and queries for accounts, sessions, follows and blocks."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Row,
+    String,
+    Table,
+    delete,
+    exists,
+    insert,
+    select,
+    update,
+)
+
+from directo.core.db import metadata
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("handle", String(30), nullable=False, unique=True),
+    Column("display_name", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("dm_policy", String(10), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_sessions_account", "account_id"),
+)
+
+follows = Table(
+    "follows", metadata,
+    Column("follower_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("followee_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_follows_followee", "followee_id"),
+)
+
+blocks = Table(
+    "blocks", metadata,
+    Column("blocker_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("blocked_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("created_at", String(32), nullable=False),
+)
+
+
+def by_handle(conn: Connection, handle: str) -> Row | None:
+    return conn.execute(select(accounts).where(accounts.c.handle == handle)).first()
+
+
+def by_id(conn: Connection, account_id: str) -> Row | None:
+    return conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+
+
+def by_ids(conn: Connection, account_ids: set[str]) -> dict[str, Row]:
+    if not account_ids:
+        return {}
+    rows = conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))
+    return {row.id: row for row in rows}
+
+
+def insert_account(conn: Connection, **values: str) -> None:
+    conn.execute(insert(accounts).values(**values))
+
+
+def update_account(conn: Connection, account_id: str, **values: str) -> None:
+    conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+
+
+def by_token_hash(conn: Connection, token_hash: str) -> Row | None:
+    query = (select(accounts).join(sessions, sessions.c.account_id == accounts.c.id)
+             .where(sessions.c.token_hash == token_hash))
+    return conn.execute(query).first()
+
+
+def insert_session(conn: Connection, token_hash: str, account_id: str, created_at: str) -> None:
+    conn.execute(insert(sessions).values(token_hash=token_hash, account_id=account_id,
+                                         created_at=created_at))
+
+
+def delete_session(conn: Connection, token_hash: str) -> None:
+    conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
+
+
+def follows_exists(conn: Connection, follower_id: str, followee_id: str) -> bool:
+    query = select(exists().where(follows.c.follower_id == follower_id,
+                                  follows.c.followee_id == followee_id))
+    return bool(conn.execute(query).scalar())
+
+
+def blocked_either_way(conn: Connection, a_id: str, b_id: str) -> tuple[bool, bool]:
+    """(a blocked b, b blocked a)."""
+    rows = conn.execute(select(blocks.c.blocker_id).where(
+        ((blocks.c.blocker_id == a_id) & (blocks.c.blocked_id == b_id))
+        | ((blocks.c.blocker_id == b_id) & (blocks.c.blocked_id == a_id)))).scalars().all()
+    return a_id in rows, b_id in rows
+
+
+def set_relation(conn: Connection, table: Table, a_col: str, b_col: str, a_id: str, b_id: str,
+                 present: bool, created_at: str) -> bool:
+    """Add or remove the (a, b) row of a relation table; True if anything changed."""
+    where = (table.c[a_col] == a_id) & (table.c[b_col] == b_id)
+    there = conn.execute(select(exists().where(where))).scalar()
+    if present and not there:
+        conn.execute(insert(table).values({a_col: a_id, b_col: b_id, "created_at": created_at}))
+        return True
+    if not present and there:
+        conn.execute(delete(table).where(where))
+        return True
+    return False
+
+
+def related(conn: Connection, table: Table, a_col: str, b_col: str, a_id: str) -> list[Row]:
+    query = (select(accounts).join(table, table.c[b_col] == accounts.c.id)
+             .where(table.c[a_col] == a_id).order_by(accounts.c.handle))
+    return list(conn.execute(query))

@@ -1,0 +1,114 @@
+"""The App object: settings -> database -> keyring -> broker -> services; and its ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from directo import __version__
+from directo.config import Settings
+from directo.core import metrics
+from directo.core.broker import LocalBroker
+from directo.core.crypto import load_keyring
+from directo.core.db import Database
+from directo.core.http import AccessLog, BodyLimit, install_error_handlers
+
+log = logging.getLogger("directo")
+
+API_DESCRIPTION = """Private one-to-one direct messages between people, creators and brands.
+
+Authenticate with `Authorization: Bearer <token>` from `POST /api/v1/sessions`. Every error is
+`{"error": {"code": "...", "message": "..."}}`. Lists use opaque cursors."""
+
+
+class App:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        if self.settings.database_url is None or self.settings.master_key is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.settings.effective_database_url)
+        self.keyring = load_keyring(self.settings.master_key, self.settings.previous_master_keys,
+                                    self.settings.data_dir)
+        self.broker = self._make_broker()
+        self.db.on_commit = self.broker.publish
+        limiter_url = "async+memory://"
+        if self.settings.broker_url:
+            limiter_url = "async+" + self.settings.broker_url
+        self.limiter = MovingWindowRateLimiter(storage_from_string(limiter_url))
+        self.passwords = PasswordHasher(memory_cost=self.settings.argon2_memory_kib,
+                                        time_cost=self.settings.argon2_time_cost)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _make_broker(self) -> LocalBroker:
+        if self.settings.broker_url:
+            from directo.core.redis_broker import RedisBroker
+
+            return RedisBroker(self.settings.broker_url)
+        return LocalBroker()
+
+    async def start(self) -> None:
+        from directo.events.service import prune_forever
+
+        self.db.start()
+        await self.broker.start()
+        self._tasks.append(asyncio.create_task(prune_forever(self)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.broker.close()
+        self.db.close()
+
+    def asgi(self) -> FastAPI:
+        return build_asgi(self)
+
+
+def build_asgi(app: App) -> FastAPI:
+    from directo.accounts.api import router as accounts_router
+    from directo.brands.api import router as brands_router
+    from directo.conversations.api import router as conversations_router
+    from directo.events.api import router as events_router
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await app.start()
+        try:
+            yield
+        finally:
+            await app.stop()
+
+    api = FastAPI(title="Directo", version=__version__, description=API_DESCRIPTION,
+                  lifespan=lifespan)
+    api.state.directo = app
+    install_error_handlers(api)
+    for router in (accounts_router, brands_router, conversations_router, events_router):
+        api.include_router(router)
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @api.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def prometheus(_: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
+    api.add_middleware(AccessLog)
+    return api
+
+
+def create_asgi() -> FastAPI:
+    """Factory for uvicorn (``directo serve``, and each of ``--workers N``)."""
+    return App().asgi()

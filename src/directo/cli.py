@@ -1,0 +1,161 @@
+"""The ``directo`` command: serve, demo, migrate, keys, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from directo import logs
+from directo.app import App
+from directo.config import Settings
+from directo.core import crypto, migrate
+
+cli = typer.Typer(help="Directo: private one-to-one direct messages.", no_args_is_help=True)
+keys = typer.Typer(help="Master keys for encryption at rest.", no_args_is_help=True)
+cli.add_typer(keys, name="keys")
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where SQLite and the key "
+                                              "file live (DIRECTO_DATA_DIR)")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    if data_dir is not None:
+        os.environ["DIRECTO_DATA_DIR"] = str(data_dir)
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"DIRECTO_{name.upper()}"] = str(value)
+    return Settings()
+
+
+def _migrate(settings: Settings) -> None:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+
+
+def _serve(settings: Settings, workers: int) -> None:
+    logs.configure(settings.log_level)
+    url = settings.effective_database_url
+    if settings.database_url is None:
+        _migrate(settings)
+    elif not migrate.is_current(url):
+        console.print("[red]The database schema is not current: run `directo migrate`.[/red]")
+        raise typer.Exit(1)
+    uvicorn.run("directo.app:create_asgi", factory=True, host=settings.host,
+                port=settings.port, workers=workers if workers > 1 else None,
+                access_log=False, log_level=settings.log_level, ws_max_size=64 * 1024,
+                timeout_graceful_shutdown=5)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int, typer.Option(help="processes (needs PostgreSQL)")] = 1,
+) -> None:
+    """Run the HTTP and WebSocket server."""
+    settings = _settings(data_dir, host=host, port=port)
+    if workers > 1 and settings.database_url is None:
+        console.print("[red]--workers needs DIRECTO_DATABASE_URL (PostgreSQL): SQLite has one "
+                      "writer.[/red]")
+        raise typer.Exit(2)
+    _serve(settings, workers)
+
+
+@cli.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir")] = Path("./directo-demo"),
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="seed, then exit")] = False,
+) -> None:
+    """Create a data directory with demo accounts and conversations, then serve it."""
+    from directo.demo import LOGINS, seed
+
+    settings = _settings(data_dir, host=host, port=port)
+    _migrate(settings)
+    app = App(settings)
+    asyncio.run(seed(app, console))
+    table = Table(title="Demo logins (password for all: directo-demo-1)")
+    for column in ("handle", "who"):
+        table.add_column(column)
+    for handle, who in LOGINS:
+        table.add_row(handle, who)
+    console.print(table)
+    if not no_serve:
+        console.print(f"Open http://{settings.host}:{settings.port}/ (API docs at /docs)")
+        _serve(settings, 1)
+
+
+@cli.command(name="migrate")
+def migrate_command(data_dir: DataDir = None) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(data_dir)
+    _migrate(settings)
+    console.print("schema is current")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new random master key (for DIRECTO_MASTER_KEY)."""
+    typer.echo(crypto.generate_key())
+
+
+@keys.command("rotate")
+def keys_rotate(data_dir: DataDir = None) -> None:
+    """Re-wrap every conversation key under a new master key.
+
+    With the data directory's key file, a new key is generated and the old one removed once
+    nothing needs it. With DIRECTO_MASTER_KEY, set it to the new key and list the old one in
+    DIRECTO_PREVIOUS_MASTER_KEYS while this runs.
+    """
+    from directo.conversations.service import rewrap_keys
+
+    settings = _settings(data_dir)
+    key_file = settings.data_dir / crypto.KEY_FILE
+    file_mode = settings.master_key is None
+    if file_mode:
+        old = crypto.read_key_file(key_file) if key_file.exists() else []
+        new = crypto.decode_key(crypto.generate_key())
+        crypto.write_key_file(key_file, [new, *old])
+    app = App(settings)
+    try:
+        count = rewrap_keys(app)
+    finally:
+        app.db.close()
+    if file_mode:
+        crypto.write_key_file(key_file, [new])
+    console.print(f"re-wrapped {count} conversation keys under master key "
+                  f"{app.keyring.primary_id}")
+
+
+@cli.command()
+def reports(data_dir: DataDir = None) -> None:
+    """List reported conversations and messages, for moderation."""
+    from directo.conversations.service import moderation_reports
+
+    app = App(_settings(data_dir))
+    try:
+        rows = moderation_reports(app)
+    finally:
+        app.db.close()
+    table = Table(title=f"{len(rows)} reports")
+    for column in ("when", "reporter", "conversation", "message", "reason", "message text"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["created_at"], row["reporter"], row["conversation_id"],
+                      row["message_id"] or "", row["reason"], row["message_text"] or "")
+    console.print(table)
+
+
+def main() -> None:
+    cli()

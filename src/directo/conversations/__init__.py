@@ -1,0 +1,1 @@
+"""Conversations, message requests, messages, reactions, read state and reports."""

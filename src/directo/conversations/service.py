@@ -1,0 +1,511 @@
+"""Use cases for conversations and messages. Each runs in one transaction and appends the
+events it causes to the streams of everyone concerned, in that same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Row
+
+from directo.accounts import store as account_store
+from directo.accounts.rules import normalise_handle
+from directo.brands import store as brand_store
+from directo.brands.service import audience
+from directo.conversations import rules, store
+from directo.conversations.views import Renderer
+from directo.core import cursors, metrics
+from directo.core.db import Tx
+from directo.core.errors import Conflict, Forbidden, Invalid, NotFound
+from directo.core.ids import new_id
+from directo.core.timeutil import from_text, now_text, utcnow
+from directo.events import store as event_store
+
+if TYPE_CHECKING:
+    from directo.app import App
+
+
+@dataclass(slots=True)
+class Access:
+    """A conversation as one actor reaches it: the side they act for, and both participants."""
+
+    conversation: Row
+    side: str
+    me: Row
+    peer: Row
+
+
+def _access(conn: Connection, actor_id: str, conversation_id: str) -> Access:
+    """Participants, and members of a participating brand, reach a conversation; to everyone
+    else it does not exist."""
+    conversation = store.by_id(conn, conversation_id) if len(conversation_id) <= 40 else None
+    if conversation is None:
+        raise NotFound("conversation")
+    pair = (conversation.a_id, conversation.b_id)
+    if actor_id in pair:
+        side = actor_id
+    else:
+        brands = set(brand_store.brand_ids_of(conn, actor_id)) & set(pair)
+        if not brands:
+            raise NotFound("conversation")
+        side = brands.pop()
+    peer_id = conversation.b_id if side == conversation.a_id else conversation.a_id
+    me = store.participant(conn, conversation.id, side)
+    peer = store.participant(conn, conversation.id, peer_id)
+    assert me is not None and peer is not None
+    return Access(conversation, side, me, peer)
+
+
+def _acting_side(conn: Connection, actor_id: str, as_handle: str | None) -> Row:
+    """The account an actor acts for: themself, or a brand whose team they are in."""
+    if as_handle is None:
+        row = account_store.by_id(conn, actor_id)
+    else:
+        try:
+            row = account_store.by_handle(conn, normalise_handle(as_handle))
+        except Invalid:
+            row = None
+        if row is not None and row.id != actor_id \
+                and brand_store.role_of(conn, row.id, actor_id) is None:
+            row = None
+    if row is None:
+        raise NotFound("brand")
+    return row
+
+
+def _peer_audience(conn: Connection, peer: Row) -> list[str]:
+    """Whoever sees the peer's side: nobody while they have nothing, or after they declined."""
+    if peer.state in ("none", "declined"):
+        return []
+    return audience(conn, peer.account_id)
+
+
+def _facts(app: App, conn: Connection, side_id: str, peer_account: Row, peer_state: str,
+           sent_while_pending: int) -> rules.SendFacts:
+    sender_blocked, recipient_blocked = account_store.blocked_either_way(
+        conn, side_id, peer_account.id)
+    return rules.SendFacts(
+        recipient_state=peer_state,  # type: ignore[arg-type]
+        recipient_blocked_sender=recipient_blocked,
+        sender_blocked_recipient=sender_blocked,
+        recipient_policy=peer_account.dm_policy,
+        recipient_follows_sender=account_store.follows_exists(conn, peer_account.id, side_id),
+        recipient_is_brand=peer_account.kind == "brand",
+        sent_while_pending=sent_while_pending,
+        request_limit=app.settings.request_message_limit,
+    )
+
+
+def _message_in(conn: Connection, actor_id: str, message_id: str) -> tuple[Row, Access]:
+    message = store.message_by_id(conn, message_id) if len(message_id) <= 40 else None
+    if message is None:
+        raise NotFound("message")
+    try:
+        return message, _access(conn, actor_id, message.conversation_id)
+    except NotFound:
+        raise NotFound("message") from None
+
+
+def _view(app: App, conn: Connection, side: str, conversation_id: str) -> dict[str, Any]:
+    part = store.participant(conn, conversation_id, side)
+    assert part is not None
+    return Renderer(conn, app.keyring).conversation(part)
+
+
+def _both(tx: Tx, access: Access, type_: str, data: dict[str, Any]) -> None:
+    """Append an event to both sides' streams, each told which side it is about."""
+    event_store.append(tx, audience(tx.conn, access.side), type_,
+                       {**data, "as": access.side})
+    peer_audience = _peer_audience(tx.conn, access.peer)
+    if peer_audience:
+        event_store.append(tx, peer_audience, type_, {**data, "as": access.peer.account_id})
+
+
+def _own(tx: Tx, access: Access, type_: str, data: dict[str, Any]) -> None:
+    event_store.append(tx, audience(tx.conn, access.side), type_, {**data, "as": access.side})
+
+
+# -- conversations ----------------------------------------------------------------------------
+
+async def start(app: App, actor_id: str, with_handle: str, as_handle: str | None,
+                ) -> tuple[dict[str, Any], bool]:
+    """Get or create the 1:1 conversation between the acting side and ``with_handle``."""
+    def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
+        side = _acting_side(tx.conn, actor_id, as_handle)
+        try:
+            peer = account_store.by_handle(tx.conn, normalise_handle(with_handle))
+        except Invalid:
+            peer = None
+        if peer is None:
+            raise NotFound("account")
+        if peer.id == side.id:
+            raise Invalid("invalid_target", "you cannot message yourself")
+        existing = store.by_pair(tx.conn, side.id, peer.id)
+        if existing is not None:
+            return _view(app, tx.conn, side.id, existing.id), False
+        rules.decide_delivery(_facts(app, tx.conn, side.id, peer, "none", 0), sending=False)
+        key_id, wrapped = app.keyring.new_data_key()
+        conversation_id = new_id("cnv")
+        store.insert_conversation(tx.conn, conversation_id, side.id, peer.id, key_id, wrapped,
+                                  now_text())
+        return _view(app, tx.conn, side.id, conversation_id), True
+
+    return await app.db.write(tx)
+
+
+async def get(app: App, actor_id: str, conversation_id: str) -> dict[str, Any]:
+    def read(conn: Connection) -> dict[str, Any]:
+        access = _access(conn, actor_id, conversation_id)
+        return Renderer(conn, app.keyring).conversation(access.me)
+
+    return await app.db.read(read)
+
+
+async def list_page(app: App, actor_id: str, as_handle: str | None, folder: str, limit: int,
+                    cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    after = None
+    if cursor:
+        value = cursors.decode("conversations", cursor)
+        if not (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, str | bool) for v in value)):
+            raise cursors.BadCursor()
+        after = (bool(value[0]), str(value[1]), str(value[2]))
+
+    def read(conn: Connection) -> tuple[list[dict[str, Any]], str | None]:
+        side = _acting_side(conn, actor_id, as_handle)
+        parts = store.list_participations(conn, side.id, folder, limit + 1, after)
+        more = len(parts) > limit
+        parts = parts[:limit]
+        following = None
+        if more:
+            last = parts[-1]
+            following = cursors.encode("conversations",
+                                       [last.pinned, last.sort_at, last.conversation_id])
+        return Renderer(conn, app.keyring).conversations(parts), following
+
+    return await app.db.read(read)
+
+
+async def update_flags(app: App, actor_id: str, conversation_id: str,
+                       flags: dict[str, bool]) -> dict[str, Any]:
+    def tx(tx: Tx) -> dict[str, Any]:
+        access = _access(tx.conn, actor_id, conversation_id)
+        if flags:
+            store.update_participant(tx.conn, conversation_id, access.side, **flags)
+            _own(tx, access, "conversation.updated", {"conversation_id": conversation_id})
+        return _view(app, tx.conn, access.side, conversation_id)
+
+    return await app.db.write(tx)
+
+
+async def accept(app: App, actor_id: str, conversation_id: str) -> dict[str, Any]:
+    def tx(tx: Tx) -> dict[str, Any]:
+        access = _access(tx.conn, actor_id, conversation_id)
+        if access.me.state == "request":
+            _accept(tx, access)
+        elif access.me.state != "accepted":
+            raise Conflict("not_a_request", "there is no request to accept")
+        return _view(app, tx.conn, access.side, conversation_id)
+
+    return await app.db.write(tx)
+
+
+def _accept(tx: Tx, access: Access) -> None:
+    store.update_participant(tx.conn, access.conversation.id, access.side, state="accepted")
+    store.update_participant(tx.conn, access.conversation.id, access.peer.account_id,
+                             sent_while_pending=0)
+    _both(tx, access, "conversation.accepted", {"conversation_id": access.conversation.id})
+
+
+async def decline(app: App, actor_id: str, conversation_id: str) -> dict[str, Any]:
+    """The request leaves the decliner's view; the sender is not told, and cannot write again
+    until the decliner writes to them."""
+    def tx(tx: Tx) -> dict[str, Any]:
+        access = _access(tx.conn, actor_id, conversation_id)
+        if access.me.state not in ("request", "declined"):
+            raise Conflict("not_a_request", "there is no request to decline")
+        store.update_participant(tx.conn, conversation_id, access.side, state="declined")
+        _own(tx, access, "conversation.declined", {"conversation_id": conversation_id})
+        return _view(app, tx.conn, access.side, conversation_id)
+
+    return await app.db.write(tx)
+
+
+def on_block(tx: Tx, blocker_id: str, blocked_id: str) -> None:
+    """A request from someone I block leaves my view, as if declined."""
+    conversation = store.by_pair(tx.conn, blocker_id, blocked_id)
+    if conversation is None:
+        return
+    mine = store.participant(tx.conn, conversation.id, blocker_id)
+    if mine is not None and mine.state == "request":
+        store.update_participant(tx.conn, conversation.id, blocker_id, state="declined")
+        event_store.append(tx, audience(tx.conn, blocker_id), "conversation.declined",
+                           {"conversation_id": conversation.id, "as": blocker_id})
+
+
+async def mark_read(app: App, actor_id: str, conversation_id: str,
+                    message_id: str) -> dict[str, Any]:
+    def tx(tx: Tx) -> dict[str, Any]:
+        access = _access(tx.conn, actor_id, conversation_id)
+        message = store.message_by_id(tx.conn, message_id) if len(message_id) <= 40 else None
+        if message is None or message.conversation_id != conversation_id:
+            raise NotFound("message")
+        if message.seq > access.me.last_read_seq:
+            unread = store.count_unread(tx.conn, conversation_id, access.side, message.seq)
+            store.update_participant(tx.conn, conversation_id, access.side,
+                                     last_read_seq=message.seq,
+                                     last_read_message_id=message.id, unread=unread)
+            _both(tx, access, "conversation.read", {"conversation_id": conversation_id,
+                                                    "by": access.side, "message_id": message.id})
+        return _view(app, tx.conn, access.side, conversation_id)
+
+    return await app.db.write(tx)
+
+
+async def report(app: App, actor_id: str, conversation_id: str, reason: str,
+                 message_id: str | None) -> str:
+    reason = rules.normalise_reason(reason)
+
+    def tx(tx: Tx) -> str:
+        _access(tx.conn, actor_id, conversation_id)
+        if message_id is not None:
+            message = store.message_by_id(tx.conn, message_id) if len(message_id) <= 40 \
+                else None
+            if message is None or message.conversation_id != conversation_id:
+                raise NotFound("message")
+        report_id = new_id("rep")
+        store.insert_report(tx.conn, id=report_id, reporter_id=actor_id,
+                            conversation_id=conversation_id, message_id=message_id,
+                            reason=reason, created_at=now_text())
+        return report_id
+
+    return await app.db.write(tx)
+
+
+async def typing(app: App, actor_id: str, conversation_id: str) -> None:
+    """Live only, never stored: the peer's connected devices are told, nobody else."""
+    def read(conn: Connection) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        access = _access(conn, actor_id, conversation_id)
+        if access.peer.state != "accepted":
+            return [], {}, {}
+        renderer = Renderer(conn, app.keyring)
+        return (audience(conn, access.peer.account_id), renderer.account(access.side),
+                renderer.account(actor_id))
+
+    targets, side, author = await app.db.read(read)
+    if targets:
+        app.broker.publish_ephemeral(set(targets), {
+            "cursor": None, "type": "typing", "at": now_text(),
+            "data": {"conversation_id": conversation_id, "by": side,
+                     "author": author if author["id"] != side["id"] else None}})
+
+
+async def unread_counts(app: App, actor_id: str) -> dict[str, dict[str, int]]:
+    def read(conn: Connection) -> dict[str, dict[str, int]]:
+        sides = [actor_id, *brand_store.brand_ids_of(conn, actor_id)]
+        summary = store.unread_summary(conn, sides)
+        handles = account_store.by_ids(conn, set(sides))
+        return {handles[side].handle: counts for side, counts in summary.items()}
+
+    return await app.db.read(read)
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+async def send(app: App, actor_id: str, conversation_id: str, client_id: str, text: str,
+               reply_to: str | None) -> tuple[dict[str, Any], bool]:
+    """Send a message; a repeated ``client_id`` answers with the original (``False``)."""
+    text = rules.normalise_text(text)
+
+    def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
+        conn = tx.conn
+        seq = store.next_seq(conn, conversation_id)  # first: on PostgreSQL, this locks the row
+        if seq is None:
+            raise NotFound("conversation")
+        access = _access(conn, actor_id, conversation_id)
+        renderer = Renderer(conn, app.keyring)
+        renderer.remember_conversation(access.conversation)
+        original = store.message_by_client_id(conn, actor_id, client_id)
+        if original is not None:
+            if original.conversation_id != conversation_id:
+                raise Conflict("client_id_reused",
+                               "this client_id was used for a message in another conversation")
+            return renderer.message(original, access.side), False
+        peer_account = account_store.by_id(conn, access.peer.account_id)
+        assert peer_account is not None
+        delivery = rules.decide_delivery(_facts(app, conn, access.side, peer_account,
+                                                access.peer.state,
+                                                access.me.sent_while_pending))
+        if reply_to is not None:
+            quoted = store.message_by_id(conn, reply_to) if len(reply_to) <= 40 else None
+            if quoted is None or quoted.conversation_id != conversation_id:
+                raise Invalid("invalid_reply_to", "reply_to must be a message of this conversation")
+        if access.me.state in ("request", "declined"):
+            _accept(tx, access)  # replying accepts a request (and ends a decline)
+        conversation = access.conversation
+        message_id = new_id("msg")
+        now = now_text()
+        store.insert_message(
+            conn, id=message_id, conversation_id=conversation_id, seq=seq,
+            sender_id=access.side, author_id=actor_id, client_id=client_id,
+            reply_to_id=reply_to, created_at=now,
+            body=app.keyring.seal(conversation.key_id, conversation.wrapped_key, text,
+                                  message_id))
+        store.update_participant(
+            conn, conversation_id, access.side, state="accepted", last_read_seq=seq,
+            last_read_message_id=message_id, unread=0, last_message_id=message_id, sort_at=now,
+            sent_while_pending=access.me.sent_while_pending + 1 if delivery == "request" else 0)
+        peer_state = "request" if delivery == "request" else "accepted"
+        store.update_participant(
+            conn, conversation_id, access.peer.account_id, state=peer_state,
+            unread=store.participants.c.unread + 1, last_message_id=message_id, sort_at=now)
+        data = {"conversation_id": conversation_id, "message_id": message_id}
+        event_store.append(tx, audience(conn, access.side), "message.created",
+                           {**data, "as": access.side, "notify": False})
+        peer_audience = audience(conn, access.peer.account_id)
+        if delivery == "request" and access.peer.state == "none":
+            event_store.append(tx, peer_audience, "conversation.request",
+                               {"conversation_id": conversation_id,
+                                "as": access.peer.account_id})
+        event_store.append(tx, peer_audience, "message.created",
+                           {**data, "as": access.peer.account_id,
+                            "notify": delivery == "inbox" and not access.peer.muted})
+        message = store.message_by_id(conn, message_id)
+        assert message is not None
+        return renderer.message(message, access.side), True
+
+    result = await app.db.write(tx)
+    if result[1]:
+        metrics.messages_sent.inc()
+    return result
+
+
+async def list_messages(app: App, actor_id: str, conversation_id: str, before: str | None,
+                        after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    if before is not None and after is not None:
+        raise Invalid("invalid_request", "give before or after, not both")
+
+    def read(conn: Connection) -> tuple[list[dict[str, Any]], bool]:
+        access = _access(conn, actor_id, conversation_id)
+        seqs: dict[str, int | None] = {"before": None, "after": None}
+        for name, anchor_id in (("before", before), ("after", after)):
+            if anchor_id is not None:
+                anchor = store.message_by_id(conn, anchor_id) if len(anchor_id) <= 40 else None
+                if anchor is None or anchor.conversation_id != conversation_id:
+                    raise Invalid("invalid_anchor", f"{name} must be a message of this "
+                                  "conversation")
+                seqs[name] = anchor.seq
+        rows, more = store.page_of_messages(conn, conversation_id, seqs["before"],
+                                            seqs["after"], limit)
+        renderer = Renderer(conn, app.keyring)
+        renderer.remember_conversation(access.conversation)
+        return renderer.messages(rows, access.side), more
+
+    return await app.db.read(read)
+
+
+def _own_message(message: Row, access: Access, actor_id: str) -> None:
+    if message.author_id != actor_id and access.side != actor_id:
+        raise Forbidden("not_your_message", "only its author can change a message")
+    if message.sender_id != access.side:
+        raise Forbidden("not_your_message", "only its author can change a message")
+
+
+async def edit(app: App, actor_id: str, message_id: str, text: str) -> dict[str, Any]:
+    text = rules.normalise_text(text)
+
+    def tx(tx: Tx) -> dict[str, Any]:
+        message, access = _message_in(tx.conn, actor_id, message_id)
+        _own_message(message, access, actor_id)
+        if message.deleted_at is not None:
+            raise Conflict("message_deleted", "this message was unsent")
+        rules.check_edit_window(from_text(message.created_at), utcnow(),
+                                app.settings.edit_window_seconds)
+        conversation = access.conversation
+        store.update_message(tx.conn, message_id, edited_at=now_text(),
+                             body=app.keyring.seal(conversation.key_id,
+                                                   conversation.wrapped_key, text, message_id))
+        _both(tx, access, "message.edited", {"conversation_id": conversation.id,
+                                             "message_id": message_id})
+        updated = store.message_by_id(tx.conn, message_id)
+        assert updated is not None
+        return Renderer(tx.conn, app.keyring).message(updated, access.side)
+
+    return await app.db.write(tx)
+
+
+async def unsend(app: App, actor_id: str, message_id: str) -> None:
+    """Destroy the text for everyone; a tombstone stays in its place."""
+    def tx(tx: Tx) -> None:
+        message, access = _message_in(tx.conn, actor_id, message_id)
+        _own_message(message, access, actor_id)
+        if message.deleted_at is not None:
+            return
+        store.update_message(tx.conn, message_id, body=None, deleted_at=now_text())
+        store.delete_reactions(tx.conn, message_id)
+        peer = access.peer
+        if message.seq > peer.last_read_seq:
+            store.update_participant(tx.conn, access.conversation.id, peer.account_id,
+                                     unread=store.count_unread(tx.conn, access.conversation.id,
+                                                               peer.account_id,
+                                                               peer.last_read_seq))
+        _both(tx, access, "message.deleted", {"conversation_id": access.conversation.id,
+                                              "message_id": message_id})
+
+    await app.db.write(tx)
+
+
+async def react(app: App, actor_id: str, message_id: str, emoji: str, present: bool) -> None:
+    emoji = rules.check_emoji(emoji)
+
+    def tx(tx: Tx) -> None:
+        message, access = _message_in(tx.conn, actor_id, message_id)
+        if message.deleted_at is not None:
+            raise Conflict("message_deleted", "this message was unsent")
+        if store.set_reaction(tx.conn, message_id, access.side, emoji, actor_id, now_text(),
+                              present):
+            _both(tx, access, "reaction.added" if present else "reaction.removed",
+                  {"conversation_id": access.conversation.id, "message_id": message_id,
+                   "emoji": emoji, "by": access.side})
+
+    await app.db.write(tx)
+
+
+
+
+# -- operations -------------------------------------------------------------------------------
+
+def rewrap_keys(app: App, batch: int = 500) -> int:
+    """Re-wrap every conversation data key under the primary master key (``keys rotate``)."""
+    def tx(tx: Tx) -> int:
+        rows = store.keys_not_under(tx.conn, app.keyring.primary_id, batch)
+        for row in rows:
+            data_key = app.keyring.unwrap(row.key_id, row.wrapped_key)
+            key_id, wrapped = app.keyring.wrap(data_key)
+            store.set_key(tx.conn, row.id, key_id, wrapped)
+        return len(rows)
+
+    total = 0
+    while done := app.db.write_sync(tx):
+        total += done
+    return total
+
+
+def moderation_reports(app: App) -> list[dict[str, Any]]:
+    """Reports with the reported message's text, for moderators (``directo reports``)."""
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        renderer = Renderer(conn, app.keyring)
+        out = []
+        for report in store.all_reports(conn):
+            message = store.message_by_id(conn, report.message_id) if report.message_id \
+                else None
+            out.append({
+                "id": report.id, "created_at": report.created_at,
+                "reporter": renderer.account(report.reporter_id)["handle"],
+                "conversation_id": report.conversation_id, "message_id": report.message_id,
+                "reason": report.reason,
+                "message_text": renderer.text_of(message) if message is not None else None,
+            })
+        return out
+
+    return app.db.read_sync(read)

@@ -1,0 +1,294 @@
+"""Tables and queries for conversations, participants, messages, reactions and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Row,
+    String,
+    Table,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from directo.core.db import metadata
+
+conversations = Table(
+    "conversations", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pair_key", String(66), nullable=False, unique=True),
+    Column("a_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("b_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+participants = Table(
+    "participants", metadata,
+    Column("conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("peer_id", String(32), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("archived", Boolean, nullable=False),
+    Column("muted", Boolean, nullable=False),
+    Column("pinned", Boolean, nullable=False),
+    Column("last_read_seq", Integer, nullable=False),
+    Column("last_read_message_id", String(32), nullable=True),
+    Column("unread", Integer, nullable=False),
+    Column("sent_while_pending", Integer, nullable=False),
+    Column("last_message_id", String(32), nullable=True),
+    Column("sort_at", String(32), nullable=True),
+    Index("ix_participants_list", "account_id", "state", "archived", "pinned", "sort_at"),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("sender_id", String(32), nullable=False),
+    Column("author_id", String(32), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("reply_to_id", String(32), nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("edited_at", String(32), nullable=True),
+    Column("deleted_at", String(32), nullable=True),
+    UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+    UniqueConstraint("author_id", "client_id", name="uq_messages_author_client"),
+)
+
+reactions = Table(
+    "reactions", metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("account_id", String(32), primary_key=True),
+    Column("emoji", String(64), primary_key=True),
+    Column("author_id", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+reports = Table(
+    "reports", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("reporter_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("message_id", String(32), nullable=True),
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+
+def pair_key(a_id: str, b_id: str) -> str:
+    return ":".join(sorted((a_id, b_id)))
+
+
+def by_pair(conn: Connection, a_id: str, b_id: str) -> Row | None:
+    query = select(conversations).where(conversations.c.pair_key == pair_key(a_id, b_id))
+    return conn.execute(query).first()
+
+
+def by_id(conn: Connection, conversation_id: str) -> Row | None:
+    return conn.execute(select(conversations)
+                        .where(conversations.c.id == conversation_id)).first()
+
+
+def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id: str,
+                        key_id: str, wrapped_key: bytes, created_at: str) -> None:
+    conn.execute(insert(conversations).values(
+        id=conversation_id, pair_key=pair_key(a_id, b_id), a_id=a_id, b_id=b_id, key_id=key_id,
+        wrapped_key=wrapped_key, last_seq=0, created_at=created_at))
+    for me, peer, state in ((a_id, b_id, "accepted"), (b_id, a_id, "none")):
+        conn.execute(insert(participants).values(
+            conversation_id=conversation_id, account_id=me, peer_id=peer, state=state,
+            archived=False, muted=False, pinned=False, last_read_seq=0, unread=0,
+            sent_while_pending=0))
+
+
+def participant(conn: Connection, conversation_id: str, account_id: str) -> Row | None:
+    return conn.execute(select(participants).where(
+        participants.c.conversation_id == conversation_id,
+        participants.c.account_id == account_id)).first()
+
+
+def update_participant(conn: Connection, conversation_id: str, account_id: str,
+                       **values: Any) -> None:
+    conn.execute(update(participants).where(
+        participants.c.conversation_id == conversation_id,
+        participants.c.account_id == account_id).values(**values))
+
+
+def next_seq(conn: Connection, conversation_id: str) -> int | None:
+    """Take the conversation's next sequence number (on PostgreSQL this locks its row, so
+    sequence order is commit order); None if there is no such conversation."""
+    if len(conversation_id) > 40:
+        return None
+    query = (update(conversations).where(conversations.c.id == conversation_id)
+             .values(last_seq=conversations.c.last_seq + 1).returning(conversations.c.last_seq))
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def message_by_id(conn: Connection, message_id: str) -> Row | None:
+    return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+
+
+def messages_by_ids(conn: Connection, message_ids: Iterable[str]) -> dict[str, Row]:
+    ids = set(message_ids)
+    if not ids:
+        return {}
+    return {row.id: row for row in conn.execute(select(messages).where(messages.c.id.in_(ids)))}
+
+
+def message_by_client_id(conn: Connection, author_id: str, client_id: str) -> Row | None:
+    return conn.execute(select(messages).where(messages.c.author_id == author_id,
+                                               messages.c.client_id == client_id)).first()
+
+
+def insert_message(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(messages).values(**values))
+
+
+def update_message(conn: Connection, message_id: str, **values: Any) -> None:
+    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+
+
+def page_of_messages(conn: Connection, conversation_id: str, before_seq: int | None,
+                     after_seq: int | None, limit: int) -> tuple[list[Row], bool]:
+    """Up to ``limit`` messages, oldest first, and whether more lie beyond the page."""
+    query = select(messages).where(messages.c.conversation_id == conversation_id)
+    if after_seq is not None:
+        query = query.where(messages.c.seq > after_seq).order_by(messages.c.seq)
+    else:
+        if before_seq is not None:
+            query = query.where(messages.c.seq < before_seq)
+        query = query.order_by(messages.c.seq.desc())
+    rows = list(conn.execute(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if after_seq is None:
+        rows.reverse()
+    return rows, more
+
+
+def count_unread(conn: Connection, conversation_id: str, reader_id: str, after_seq: int) -> int:
+    query = select(func.count()).select_from(messages).where(
+        messages.c.conversation_id == conversation_id, messages.c.seq > after_seq,
+        messages.c.sender_id != reader_id, messages.c.deleted_at.is_(None))
+    return int(conn.execute(query).scalar_one())
+
+
+def reactions_for(conn: Connection, message_ids: Iterable[str]) -> dict[str, list[Row]]:
+    ids = set(message_ids)
+    found: dict[str, list[Row]] = {}
+    if not ids:
+        return found
+    query = (select(reactions).where(reactions.c.message_id.in_(ids))
+             .order_by(reactions.c.created_at))
+    for row in conn.execute(query):
+        found.setdefault(row.message_id, []).append(row)
+    return found
+
+
+def set_reaction(conn: Connection, message_id: str, account_id: str, emoji: str,
+                 author_id: str, created_at: str, present: bool) -> bool:
+    where = and_(reactions.c.message_id == message_id, reactions.c.account_id == account_id,
+                 reactions.c.emoji == emoji)
+    there = conn.execute(select(func.count()).select_from(reactions).where(where)).scalar_one()
+    if present and not there:
+        conn.execute(insert(reactions).values(message_id=message_id, account_id=account_id,
+                                              emoji=emoji, author_id=author_id,
+                                              created_at=created_at))
+        return True
+    if not present and there:
+        conn.execute(delete(reactions).where(where))
+        return True
+    return False
+
+
+def delete_reactions(conn: Connection, message_id: str) -> None:
+    conn.execute(delete(reactions).where(reactions.c.message_id == message_id))
+
+
+def list_participations(conn: Connection, account_id: str, folder: str, limit: int,
+                        after: tuple[bool, str, str] | None) -> list[Row]:
+    """A page of an account's conversations: pinned first, then most recent activity."""
+    p = participants
+    query = select(p).where(p.c.account_id == account_id, p.c.sort_at.is_not(None))
+    if folder == "requests":
+        query = query.where(p.c.state == "request")
+    else:
+        query = query.where(p.c.state == "accepted", p.c.archived.is_(folder == "archived"))
+    if after is not None:
+        pinned, sort_at, conversation_id = after
+        query = query.where(or_(
+            p.c.pinned < pinned,
+            and_(p.c.pinned == pinned, p.c.sort_at < sort_at),
+            and_(p.c.pinned == pinned, p.c.sort_at == sort_at,
+                 p.c.conversation_id < conversation_id)))
+    query = query.order_by(p.c.pinned.desc(), p.c.sort_at.desc(), p.c.conversation_id.desc())
+    return list(conn.execute(query.limit(limit)))
+
+
+def unread_summary(conn: Connection, account_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per account: how many conversations with unread messages, per folder."""
+    p = participants
+    query = (select(p.c.account_id, p.c.state, p.c.archived, func.count())
+             .where(p.c.account_id.in_(account_ids), p.c.unread > 0, p.c.sort_at.is_not(None))
+             .group_by(p.c.account_id, p.c.state, p.c.archived))
+    summary = {account_id: {"inbox": 0, "requests": 0, "archived": 0}
+               for account_id in account_ids}
+    for account_id, state, archived, count in conn.execute(query):
+        folder = "requests" if state == "request" else ("archived" if archived else "inbox")
+        if state in ("request", "accepted"):
+            summary[account_id][folder] += count
+    return summary
+
+
+def insert_report(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(reports).values(**values))
+
+
+def all_reports(conn: Connection) -> list[Row]:
+    return list(conn.execute(select(reports).order_by(reports.c.created_at)))
+
+
+def conversations_of(conn: Connection, account_id: str) -> list[Row]:
+    query = select(conversations).where(or_(conversations.c.a_id == account_id,
+                                            conversations.c.b_id == account_id))
+    return list(conn.execute(query))
+
+
+def keys_not_under(conn: Connection, key_id: str, limit: int) -> list[Row]:
+    query = (select(conversations.c.id, conversations.c.key_id, conversations.c.wrapped_key)
+             .where(conversations.c.key_id != key_id, conversations.c.wrapped_key.is_not(None))
+             .limit(limit))
+    return list(conn.execute(query))
+
+
+def set_key(conn: Connection, conversation_id: str, key_id: str,
+            wrapped_key: bytes | None) -> None:
+    conn.execute(update(conversations).where(conversations.c.id == conversation_id)
+                 .values(key_id=key_id, wrapped_key=wrapped_key))

@@ -1,0 +1,1 @@
+"""Shared kernel: database, crypto, errors, ids, cursors, broker."""

@@ -1,0 +1,103 @@
+"""Wake-ups for event-stream subscribers. The database is the source of truth: a broker only
+says "account X has something new" (or carries an ephemeral event such as typing), so a lost
+notification costs latency, never an event.
+
+``LocalBroker`` works inside one process. ``RedisBroker`` (core/redis_broker.py) carries the
+same calls across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from typing import Any
+
+
+class Subscription:
+    """One connected client: a signal, whether its streams grew, and pending ephemeral events."""
+
+    def __init__(self, broker: LocalBroker, account_ids: frozenset[str]) -> None:
+        self._broker = broker
+        self.account_ids = account_ids
+        self._signal = asyncio.Event()
+        self._stream_changed = False
+        self._ephemeral: deque[dict[str, Any]] = deque(maxlen=256)
+
+    def close(self) -> None:
+        self._broker.unsubscribe(self)
+
+    def notify_stream(self) -> None:
+        self._stream_changed = True
+        self._signal.set()
+
+    def notify_ephemeral(self, event: dict[str, Any]) -> None:
+        self._ephemeral.append(event)
+        self._signal.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when something arrived, or after ``timeout`` seconds."""
+        if not self._signal.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signal.wait(), timeout)
+
+    def take(self) -> tuple[bool, list[dict[str, Any]]]:
+        """Whether the streams grew since the last take, and the ephemeral events waiting."""
+        changed, self._stream_changed = self._stream_changed, False
+        items = list(self._ephemeral)
+        self._ephemeral.clear()
+        self._signal.clear()
+        return changed, items
+
+
+class LocalBroker:
+    def __init__(self) -> None:
+        self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def subscribe(self, account_ids: Iterable[str]) -> Subscription:
+        sub = Subscription(self, frozenset(account_ids))
+        for account_id in sub.account_ids:
+            self._subs[account_id].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        for account_id in sub.account_ids:
+            subs = self._subs.get(account_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[account_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len({s for subs in self._subs.values() for s in subs})
+
+    # -- called after commits (stream events) and by services (ephemeral events) --------------
+
+    def publish(self, account_ids: set[str]) -> None:
+        self.deliver_wake(account_ids)
+
+    def publish_ephemeral(self, account_ids: set[str], event: dict[str, Any]) -> None:
+        self.deliver_ephemeral(account_ids, event)
+
+    # -- local delivery, also used by brokers that receive from elsewhere ---------------------
+
+    def deliver_wake(self, account_ids: Iterable[str]) -> None:
+        for account_id in account_ids:
+            for sub in self._subs.get(account_id, ()):
+                sub.notify_stream()
+
+    def deliver_ephemeral(self, account_ids: Iterable[str], event: dict[str, Any]) -> None:
+        seen: set[Subscription] = set()
+        for account_id in account_ids:
+            for sub in self._subs.get(account_id, ()):
+                if sub not in seen:
+                    seen.add(sub)
+                    sub.notify_ephemeral(event)

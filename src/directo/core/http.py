@@ -1,0 +1,142 @@
+"""HTTP plumbing shared by every router: error shapes, body limits, access log, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from directo.core import metrics
+from directo.core.errors import DirectoError, error_body
+
+log = logging.getLogger("directo.http")
+access_log = logging.getLogger("directo.access")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    return {status: {"model": ErrorOut} for status in statuses}
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+                 413: "body_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(DirectoError)
+    async def _directo(_: Request, error: DirectoError) -> Response:
+        return JSONResponse(error_body(error.code, error.message), status_code=error.status,
+                            headers=error.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> Response:
+        problems = error.errors()
+        code = "invalid_json" if any(p.get("type") == "json_invalid" for p in problems) \
+            else "invalid_request"
+        message = "; ".join(_describe(p) for p in problems[:5]) or "invalid request"
+        return JSONResponse(error_body(code, message), status_code=422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(error.status_code, "error")
+        message = error.detail if isinstance(error.detail, str) else code
+        return JSONResponse(error_body(code, message), status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> Response:
+        log.error("unhandled %s", type(error).__name__, exc_info=error)
+        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
+                            status_code=500)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before anything reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await _too_large(self.limit, scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    body = error_body("body_too_large", f"request bodies are limited to {limit} bytes")
+    await JSONResponse(body, status_code=413)(scope, receive, send)
+
+
+class AccessLog:
+    """Method, route, status and duration; never the query string (it may hold a token)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(scope["method"], path, status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %d %.1fms", scope["method"], path, status,
+                                elapsed * 1000)

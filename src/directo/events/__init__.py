@@ -1,0 +1,1 @@
+"""Each account's ordered event stream, delivered by long-poll and WebSocket."""

@@ -1,0 +1,130 @@
+"""Long-poll and WebSocket delivery of an account's event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from directo.accounts import service as accounts
+from directo.accounts.api import AppDep, Me, get_app
+from directo.conversations import service as conversations
+from directo.core import metrics
+from directo.core.broker import Subscription
+from directo.core.errors import DirectoError
+from directo.core.http import errors
+from directo.events import service
+from directo.events.schemas import EventPage
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+log = logging.getLogger("directo.events")
+
+
+@router.get("/events", response_model=EventPage, responses=errors(400, 401, 410))
+async def poll(
+    me: Me, app: AppDep,
+    after: Annotated[str | None, Query(max_length=128, description="the last cursor you saw; "
+                                       "omit to start from now")] = None,
+    timeout: Annotated[float, Query(ge=0, le=60, description="seconds to wait")] = 25,
+) -> EventPage:
+    events, seq = await service.long_poll(app, me.id, after, timeout)
+    metrics.events_delivered.labels("poll").inc(len(events))
+    return EventPage.model_validate({"events": events, "cursor": service.encode_cursor(seq)})
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket, after: str | None = None) -> None:
+    """Push every event after ``after``, then live ones. Frames are the same JSON objects as
+    in ``GET /events``; control frames are ``ready`` and ``resync_required``."""
+    app = get_app(websocket)  # type: ignore[arg-type]
+    token = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    try:
+        account, _ = await accounts.authenticate(app, token)
+        seq = service.decode_cursor(after) if after else None
+    except DirectoError as error:
+        await websocket.close(code=4401 if error.status == 401 else 4400, reason=error.code)
+        return
+    await websocket.accept()
+    metrics.streams_open.inc()
+    sub = service.subscribe(app, account.id)
+    reader = asyncio.create_task(_read_client(websocket, app, account.id, sub))
+    try:
+        await _push(websocket, app, account.id, sub, seq)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sub.close()
+        reader.cancel()
+        metrics.streams_open.dec()
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close()
+
+
+async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
+    await websocket.send_text(orjson.dumps(frame).decode())
+
+
+async def _push(websocket: WebSocket, app: Any, account_id: str, sub: Subscription,
+                seq: int | None) -> None:
+    try:
+        events, seq = await service.page(app, account_id, seq)
+    except service.ResyncRequired:
+        _, seq = await service.page(app, account_id, None)
+        await _send(websocket, {"type": "resync_required",
+                                "cursor": service.encode_cursor(seq)})
+        events = []
+    except DirectoError as error:
+        await websocket.close(code=4400, reason=error.code)
+        return
+    ready_sent = False
+    while True:
+        for event in events:
+            await _send(websocket, event)
+        metrics.events_delivered.labels("websocket").inc(len(events))
+        if len(events) < service.BATCH:
+            if not ready_sent:
+                await _send(websocket, {"type": "ready", "cursor": service.encode_cursor(seq)})
+                ready_sent = True
+            await sub.wait(app.settings.catch_up_seconds)
+            if reader_done(websocket):
+                return
+            _, ephemeral = sub.take()
+            for event in ephemeral:
+                await _send(websocket, event)
+        events, seq = await service.page(app, account_id, seq)
+
+
+def reader_done(websocket: WebSocket) -> bool:
+    return websocket.client_state == WebSocketState.DISCONNECTED
+
+
+async def _read_client(websocket: WebSocket, app: Any, account_id: str,
+                       sub: Subscription) -> None:
+    """Frames from the client: ``{"type": "typing", "conversation_id": ...}`` and pings."""
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(frame, dict):
+                continue
+            if frame.get("type") == "typing" and isinstance(frame.get("conversation_id"), str):
+                with contextlib.suppress(DirectoError):
+                    await conversations.typing(app, account_id, frame["conversation_id"])
+            elif frame.get("type") == "ping":
+                await _send(websocket, {"type": "pong"})
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sub.notify_stream()  # wake the pusher so it notices the disconnect at once

@@ -1,0 +1,150 @@
+"""Reading an account's event stream: catch-up from a cursor, waiting for more, and turning
+stored references into what clients see."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Row
+
+from directo.conversations import store as conversation_store
+from directo.conversations.views import Renderer
+from directo.core import cursors
+from directo.core.broker import Subscription
+from directo.core.db import Tx
+from directo.core.errors import DirectoError
+from directo.core.timeutil import to_text, utcnow
+from directo.events import store
+
+if TYPE_CHECKING:
+    from directo.app import App
+
+log = logging.getLogger("directo.events")
+BATCH = 500
+MAX_WAIT_SECONDS = 60
+
+
+class ResyncRequired(DirectoError):
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__("resync_required", "the cursor is older than the retention period; "
+                         "reload state and continue from a new cursor")
+
+
+def encode_cursor(seq: int) -> str:
+    return cursors.encode("events", seq)
+
+
+def decode_cursor(text: str) -> int:
+    seq = cursors.decode("events", text)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise cursors.BadCursor()
+    return seq
+
+
+def _page(conn: Connection, app: App, account_id: str, after: int | None,
+          limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Events after ``after`` (None: from now), rendered, and the cursor past them."""
+    stream = store.stream(conn, account_id)
+    if after is None:
+        return [], stream.last_seq
+    if after > stream.last_seq:
+        raise cursors.BadCursor()
+    if after < stream.pruned_seq:
+        raise ResyncRequired()
+    rows = store.after(conn, account_id, after, limit)
+    return render(conn, app, rows), (rows[-1].seq if rows else after)
+
+
+async def page(app: App, account_id: str, after: int | None,
+               limit: int = BATCH) -> tuple[list[dict[str, Any]], int]:
+    return await app.db.read(_page, app, account_id, after, limit)
+
+
+async def long_poll(app: App, account_id: str, after: str | None,
+                    timeout: float) -> tuple[list[dict[str, Any]], int]:
+    """Answer as soon as there is anything after the cursor, or after ``timeout``."""
+    seq = decode_cursor(after) if after is not None else None
+    sub = app.broker.subscribe([account_id])
+    try:
+        deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
+        while True:
+            _, ephemeral = sub.take()
+            events, seq = await page(app, account_id, seq)
+            if events or ephemeral:
+                return [*events, *ephemeral], seq
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return [], seq
+            await sub.wait(min(remaining, app.settings.catch_up_seconds))
+    finally:
+        sub.close()
+
+
+def subscribe(app: App, account_id: str) -> Subscription:
+    return app.broker.subscribe([account_id])
+
+
+def render(conn: Connection, app: App, rows: list[Row]) -> list[dict[str, Any]]:
+    """Stored events hold references; clients get the current state of what they point to."""
+    renderer = Renderer(conn, app.keyring)
+    parsed = [(row, json.loads(row.data)) for row in rows]
+    message_ids = {data["message_id"] for row, data in parsed if row.type.startswith("message.")}
+    found = conversation_store.messages_by_ids(conn, message_ids)
+    rendered: dict[tuple[str, str], dict[str, Any]] = {}
+    by_side: dict[str, list[Row]] = {}
+    for row, data in parsed:
+        if row.type.startswith("message.") and data["message_id"] in found:
+            by_side.setdefault(data["as"], []).append(found[data["message_id"]])
+    for side, messages in by_side.items():
+        unique = list({m.id: m for m in messages}.values())
+        for view in renderer.messages(unique, side):
+            rendered[(view["id"], side)] = view
+    renderer.load_accounts({value for _, data in parsed for key, value in data.items()
+                            if key in ("as", "by", "brand_id", "member_id")})
+    out = []
+    for row, data in parsed:
+        view = _event_data(conn, renderer, row.type, data, rendered)
+        out.append({"cursor": encode_cursor(row.seq), "type": row.type, "at": row.created_at,
+                    "data": view})
+    return out
+
+
+def _event_data(conn: Connection, renderer: Renderer, type_: str, data: dict[str, Any],
+                rendered: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    view = dict(data)
+    for key in ("as", "by"):
+        if key in view:
+            view[key] = renderer.account(view[key])
+    if type_.startswith("message."):
+        view["message"] = rendered.get((data["message_id"], data["as"]))
+    elif type_ in ("conversation.request", "conversation.accepted", "conversation.declined",
+                   "conversation.updated"):
+        part = conversation_store.participant(conn, data["conversation_id"], data["as"])
+        view["conversation"] = renderer.conversation(part) if part is not None else None
+    elif type_.startswith("brand."):
+        view = {"brand": renderer.account(data["brand_id"]),
+                "member": renderer.account(data["member_id"]), "role": data["role"]}
+    return view
+
+
+async def prune_forever(app: App) -> None:
+    """Drop events past the retention period, hourly, in small transactions."""
+    while True:
+        try:
+            cutoff = to_text(utcnow() - timedelta(days=app.settings.event_retention_days))
+            while await app.db.write(_prune, cutoff):
+                await asyncio.sleep(0)
+        except Exception as error:  # keep pruning later; the stream stays correct meanwhile
+            log.warning("event pruning failed: %s", type(error).__name__)
+        await asyncio.sleep(3600)
+
+
+def _prune(tx: Tx, cutoff: str) -> int:
+    return store.prune_before(tx.conn, cutoff, batch=100)

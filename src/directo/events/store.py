@@ -1,0 +1,98 @@
+"""Event streams: one gap-free sequence per account.
+
+``account_streams.last_seq`` is taken with an UPDATE inside the writing transaction, so on
+PostgreSQL concurrent writers to one account queue on its row and sequence order is commit
+order: a reader that has seen seq N can never later find a new event below N.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from directo.core.db import Tx, metadata
+from directo.core.timeutil import now_text
+
+account_streams = Table(
+    "account_streams", metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("pruned_seq", Integer, nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_events_created", "created_at"),
+)
+
+
+def open_stream(conn: Connection, account_id: str) -> None:
+    conn.execute(insert(account_streams).values(account_id=account_id, last_seq=0, pruned_seq=0))
+
+
+def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any]) -> None:
+    """Append one event to each account's stream (references only: never message text)."""
+    payload = json.dumps(data, separators=(",", ":"))
+    at = now_text()
+    rows = []
+    for account_id in dict.fromkeys(account_ids):
+        seq = tx.conn.execute(
+            update(account_streams).where(account_streams.c.account_id == account_id)
+            .values(last_seq=account_streams.c.last_seq + 1)
+            .returning(account_streams.c.last_seq)).scalar_one()
+        rows.append({"account_id": account_id, "seq": seq, "type": type_, "data": payload,
+                     "created_at": at})
+        tx.wake.add(account_id)
+    if rows:
+        tx.conn.execute(insert(events), rows)
+
+
+def stream(conn: Connection, account_id: str) -> Row:
+    return conn.execute(select(account_streams)
+                        .where(account_streams.c.account_id == account_id)).one()
+
+
+def after(conn: Connection, account_id: str, seq: int, limit: int) -> list[Row]:
+    query = (select(events).where(events.c.account_id == account_id, events.c.seq > seq)
+             .order_by(events.c.seq).limit(limit))
+    return list(conn.execute(query))
+
+
+def prune_before(conn: Connection, cutoff: str, batch: int) -> int:
+    """Delete up to ``batch`` accounts' worth of events older than ``cutoff``; record where
+    each stream now starts so that older cursors are told to resync."""
+    oldest = (select(events.c.account_id, func.max(events.c.seq).label("upto"))
+              .where(events.c.created_at < cutoff).group_by(events.c.account_id).limit(batch))
+    pruned = 0
+    for account_id, upto in list(conn.execute(oldest)):
+        result = conn.execute(delete(events).where(events.c.account_id == account_id,
+                                                   events.c.seq <= upto))
+        conn.execute(update(account_streams).where(account_streams.c.account_id == account_id)
+                     .values(pruned_seq=upto))
+        pruned += result.rowcount
+    return pruned
