@@ -243,11 +243,10 @@ def list_participations(conn: Connection, account_id: str, folder: str, limit: i
         query = query.where(p.c.state == "accepted", p.c.archived.is_(folder == "archived"))
     if after is not None:
         pinned, sort_at, conversation_id = after
-        query = query.where(or_(
-            p.c.pinned < pinned,
-            and_(p.c.pinned == pinned, p.c.sort_at < sort_at),
-            and_(p.c.pinned == pinned, p.c.sort_at == sort_at,
-                 p.c.conversation_id < conversation_id)))
+        later = and_(p.c.pinned.is_(pinned), or_(
+            p.c.sort_at < sort_at,
+            and_(p.c.sort_at == sort_at, p.c.conversation_id < conversation_id)))
+        query = query.where(or_(p.c.pinned.is_(False), later) if pinned else later)
     query = query.order_by(p.c.pinned.desc(), p.c.sort_at.desc(), p.c.conversation_id.desc())
     return list(conn.execute(query.limit(limit)))
 
