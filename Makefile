@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/directo demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
