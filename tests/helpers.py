@@ -1,0 +1,48 @@
+"""Small helpers shared by the API tests: expected refusals, ready-made conversations, and
+what the database holds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+
+from directo.app import App
+from directo.client import AsyncDirecto, DirectoAPIError
+from directo.core.db import metadata
+
+Signup = Callable[..., Awaitable[AsyncDirecto]]
+
+
+async def refused(call: Awaitable[Any], status: int, code: str) -> DirectoAPIError:
+    """Await ``call`` and check it was refused with ``status`` and error ``code``."""
+    with pytest.raises(DirectoAPIError) as error:
+        await call
+    assert (error.value.status, error.value.code) == (status, code), error.value
+    return error.value
+
+
+async def friends(signup: Signup, first: str = "ana", second: str = "ben",
+                  ) -> tuple[AsyncDirecto, AsyncDirecto, str]:
+    """Two accounts that follow each other, and the id of their conversation (inbox both ways)."""
+    one, two = await signup(first), await signup(second)
+    await one.follow(second)
+    await two.follow(first)
+    conversation = await one.start_conversation(second)
+    return one, two, conversation["id"]
+
+
+async def drain(sdk: AsyncDirecto) -> list[dict[str, Any]]:
+    """Every stored event after the SDK's cursor, without waiting."""
+    return (await sdk.poll(timeout=0))["events"]
+
+
+def database_snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to show a refused request changed nothing at all."""
+    def read(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
+        return {table.name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
+                for table in metadata.sorted_tables}
+
+    return app.db.read_sync(read)
