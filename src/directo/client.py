@@ -98,6 +98,11 @@ class AsyncDirecto:
     async def update_me(self, **changes: Any) -> dict[str, Any]:
         return await self._json("PATCH", "/me", changes)
 
+    async def erase_account(self, password: str) -> None:
+        """Erase this account for good; its conversations' texts become unreadable."""
+        await self._json("DELETE", "/me", {"password": password})
+        self.token, self.account = None, None
+
     async def follow(self, handle: str) -> None:
         await self._json("PUT", f"/me/following/{quote(handle)}")
 

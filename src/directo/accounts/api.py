@@ -12,6 +12,7 @@ from sqlalchemy import Row
 from directo.accounts import service
 from directo.accounts.schemas import (
     AccountCreate,
+    AccountErase,
     AccountList,
     AccountOut,
     BrandRole,
@@ -35,6 +36,11 @@ def get_app(request: Request) -> App:
 
 
 AppDep = Annotated[App, Depends(get_app)]
+
+
+def _client_host(request: Request) -> str:
+    """The caller's address, the key for rate limits on password checks."""
+    return request.client.host if request.client else "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +89,7 @@ async def create_account(body: AccountCreate, app: AppDep) -> AccountOut:
 @router.post("/sessions", status_code=201, response_model=SessionOut,
              responses=errors(401, 413, 422, 429), tags=["sessions"])
 async def create_session(body: SessionCreate, request: Request, app: AppDep) -> SessionOut:
-    client = request.client.host if request.client else "unknown"
-    token, account = await service.login(app, body.handle, body.password, client)
+    token, account = await service.login(app, body.handle, body.password, _client_host(request))
     return SessionOut(token=token, account=await me_out(app, account))
 
 
@@ -103,6 +108,13 @@ async def get_me(me: Me, app: AppDep) -> MeOut:
 async def patch_me(body: MeUpdate, me: Me, app: AppDep) -> MeOut:
     row = await service.update_me(app, me.account, body.display_name, body.dm_policy)
     return await me_out(app, row)
+
+
+@router.delete("/me", status_code=204, responses=errors(401, 413, 422, 429))
+async def erase_me(body: AccountErase, request: Request, me: Me, app: AppDep) -> Response:
+    """Erase your account and destroy the keys of its conversations (needs the password)."""
+    await service.erase_account(app, me.account, body.password, _client_host(request))
+    return Response(status_code=204)
 
 
 @router.get("/accounts/{handle}", response_model=AccountOut, responses=errors(401, 404))

@@ -26,6 +26,10 @@ class SessionCreate(Strict):
     password: str = Field(max_length=1024)
 
 
+class AccountErase(Strict):
+    password: str = Field(max_length=1024, description="the account's password, once more")
+
+
 class MeUpdate(Strict):
     display_name: str | None = Field(default=None, max_length=256)
     dm_policy: DmPolicy | None = None

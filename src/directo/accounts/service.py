@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from directo.accounts import rules, store
+from directo.conversations import store as conversation_store
 from directo.core.db import Tx
 from directo.core.errors import Conflict, DirectoError, Invalid, NotFound, TooMany, Unauthorized
 from directo.core.ids import new_id, new_token
@@ -59,8 +60,9 @@ def _login_limits(app: App) -> tuple[RateLimitItem, RateLimitItem]:
     return RateLimitItemPerMinute(per_handle), RateLimitItemPerMinute(per_handle * 4)
 
 
-async def login(app: App, handle: str, password: str, client: str) -> tuple[str, Row]:
-    """Check the password; answer 429 once a handle or client keeps failing."""
+async def _check_password(app: App, handle: str, account: Row | None, password: str,
+                          client: str) -> None:
+    """Refuse a wrong password with 401, and with 429 once a handle or client keeps failing."""
     per_handle, per_client = _login_limits(app)
     keys = ((per_handle, ("login-handle", handle.strip().lower())),
             (per_client, ("login-client", client)))
@@ -69,11 +71,15 @@ async def login(app: App, handle: str, password: str, client: str) -> tuple[str,
             stats = await app.limiter.get_window_stats(item, *identifiers)
             wait = int(stats.reset_time - time.time()) + 1
             raise TooMany("too many failed logins; try again later", retry_after=wait)
-    account = await app.db.read(_by_handle_or_none, handle)
     if not await _password_matches(app, account, password):
         for item, identifiers in keys:
             await app.limiter.hit(item, *identifiers)
         raise DirectoError("invalid_credentials", "wrong handle or password", status=401)
+
+
+async def login(app: App, handle: str, password: str, client: str) -> tuple[str, Row]:
+    account = await app.db.read(_by_handle_or_none, handle)
+    await _check_password(app, handle, account, password, client)
     assert account is not None
     token = new_token()
 
@@ -185,3 +191,43 @@ async def list_related(app: App, me: Row, which: str) -> list[Row]:
         "blocked": (store.blocks, "blocker_id", "blocked_id"),
     }[which]
     return await app.db.read(store.related, table, a_col, b_col, me.id)
+
+
+async def erase_account(app: App, me: Row, password: str, client: str) -> None:
+    """Erase an account for good, after re-checking its password.
+
+    Crypto-shredding first: every conversation of the account loses its wrapped data key and
+    its message bodies, so a copy of the database taken afterwards (a backup, a stale WAL
+    page) holds nothing that decrypts. Then the account row goes, and with it (foreign-key
+    cascades) its sessions, event stream, follows, blocks, brand memberships, reports and
+    conversations. What the peer sees: the conversation disappears from their lists and
+    answers 404, because its texts, theirs included, can no longer be read; their stream gets
+    ``conversation.removed`` so open clients drop it, and older events about it render with
+    ``message``/``conversation`` null. Messages the account wrote as a brand agent stay with
+    the brand, their author shown as a deleted account.
+    """
+    await _check_password(app, me.handle, me, password, client)
+
+    def tx(tx: Tx) -> list[bytes]:
+        wrapped_keys = _shred_conversations(tx, me.id)
+        store.delete_account(tx.conn, me.id)
+        return wrapped_keys
+
+    for wrapped in await app.db.write(tx):
+        app.keyring.forget(wrapped)
+
+
+def _shred_conversations(tx: Tx, account_id: str) -> list[bytes]:
+    """Destroy the data key and message bodies of each of the account's conversations and
+    tell the peer's side; return the destroyed wrapped keys (to drop from the key cache)."""
+    from directo.brands.service import audience
+
+    destroyed = []
+    for conversation in conversation_store.conversations_of(tx.conn, account_id):
+        conversation_store.shred(tx.conn, conversation.id)
+        if conversation.wrapped_key is not None:
+            destroyed.append(conversation.wrapped_key)
+        peer_id = conversation.b_id if conversation.a_id == account_id else conversation.a_id
+        event_store.append(tx, audience(tx.conn, peer_id), "conversation.removed",
+                           {"conversation_id": conversation.id, "as": peer_id})
+    return destroyed

@@ -82,6 +82,11 @@ def update_account(conn: Connection, account_id: str, **values: str) -> None:
     conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
 
 
+def delete_account(conn: Connection, account_id: str) -> None:
+    """Delete an account; foreign keys cascade to everything that references it."""
+    conn.execute(delete(accounts).where(accounts.c.id == account_id))
+
+
 def by_token_hash(conn: Connection, token_hash: str) -> Row | None:
     query = (select(accounts).join(sessions, sessions.c.account_id == accounts.c.id)
              .where(sessions.c.token_hash == token_hash))

@@ -291,3 +291,11 @@ def set_key(conn: Connection, conversation_id: str, key_id: str,
             wrapped_key: bytes | None) -> None:
     conn.execute(update(conversations).where(conversations.c.id == conversation_id)
                  .values(key_id=key_id, wrapped_key=wrapped_key))
+
+
+def shred(conn: Connection, conversation_id: str) -> None:
+    """Crypto-shred a conversation: drop its wrapped data key and every message body."""
+    conn.execute(update(conversations).where(conversations.c.id == conversation_id)
+                 .values(wrapped_key=None))
+    conn.execute(update(messages).where(messages.c.conversation_id == conversation_id)
+                 .values(body=None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -13,9 +14,19 @@ from directo.core.crypto import Keyring, MasterKeyError
 SNIPPET = 200
 
 
-def account_dict(row: Row) -> dict[str, Any]:
+def account_dict(row: Row | ErasedAccount) -> dict[str, Any]:
     return {"id": row.id, "handle": row.handle, "display_name": row.display_name,
             "kind": row.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedAccount:
+    """Stands in for an erased account that old messages and events still name."""
+
+    id: str
+    handle: str = "deleted"
+    display_name: str = "Deleted account"
+    kind: str = "person"
 
 
 class Renderer:
@@ -24,7 +35,7 @@ class Renderer:
     def __init__(self, conn: Connection, keyring: Keyring) -> None:
         self.conn = conn
         self.keyring = keyring
-        self._accounts: dict[str, Row] = {}
+        self._accounts: dict[str, Row | ErasedAccount] = {}
         self._conversations: dict[str, Row] = {}
 
     # -- loading -------------------------------------------------------------------------------
@@ -33,6 +44,8 @@ class Renderer:
         missing = ids - self._accounts.keys()
         if missing:
             self._accounts.update(account_store.by_ids(self.conn, missing))
+            for account_id in missing - self._accounts.keys():  # erased since
+                self._accounts[account_id] = ErasedAccount(account_id)
 
     def account(self, account_id: str) -> dict[str, Any]:
         self.load_accounts({account_id})

@@ -1,0 +1,145 @@
+"""Account erasure: re-authenticated, crypto-shredding, and harmless to the peer's client."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, Row, select
+
+from directo.app import App
+from directo.client import AsyncDirecto, DirectoAPIError
+from directo.conversations.store import conversations, messages
+from directo.core.crypto import NONCE_BYTES
+from tests.conftest import PASSWORD
+
+
+async def _friends(signup) -> tuple[AsyncDirecto, AsyncDirecto, str]:
+    ana, ben = await signup("ana"), await signup("ben")
+    await ana.follow("ben")
+    await ben.follow("ana")
+    return ana, ben, (await ana.start_conversation("ben"))["id"]
+
+
+def _message_row(app: App, message_id: str) -> Row | None:
+    def read(conn: Connection) -> Row | None:
+        return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+
+    return app.db.read_sync(read)
+
+
+def _wrapped_keys(app: App) -> list[tuple[str, bytes | None]]:
+    def read(conn: Connection) -> list[tuple[str, bytes | None]]:
+        query = select(conversations.c.key_id, conversations.c.wrapped_key)
+        return [(row.key_id, row.wrapped_key) for row in conn.execute(query)]
+
+    return app.db.read_sync(read)
+
+
+async def test_wrong_password_refuses_and_changes_nothing(signup) -> None:
+    ana, ben, conversation_id = await _friends(signup)
+    await ana.send(conversation_id, "still here")
+    with pytest.raises(DirectoAPIError) as refused:
+        await ana.erase_account("not my password")
+    assert (refused.value.status, refused.value.code) == (401, "invalid_credentials")
+    assert (await ana.me())["handle"] == "ana"
+    page = await ben.messages(conversation_id)
+    assert [m["text"] for m in page["items"]] == ["still here"]
+
+
+async def test_erasure_needs_a_session_and_a_password(client, signup) -> None:
+    ana = await signup("ana")
+    bearer = {"Authorization": f"Bearer {ana.token}"}
+    for body in ({}, {"password": 12}, {"password": PASSWORD, "extra": 1}):
+        response = await ana.http.request("DELETE", "/api/v1/me", json=body, headers=bearer)
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "invalid_request"
+    anonymous = await client().http.request("DELETE", "/api/v1/me", json={"password": PASSWORD})
+    assert anonymous.status_code == 401
+    assert (await ana.me())["handle"] == "ana"
+
+
+async def test_erasure_ends_sessions_and_frees_the_handle(signup, client) -> None:
+    ana = await signup("ana")
+    other_device = client()
+    await other_device.login("ana", PASSWORD)
+    await ana.erase_account(PASSWORD)
+    with pytest.raises(DirectoAPIError) as gone:
+        await other_device.me()
+    assert gone.value.status == 401
+    with pytest.raises(DirectoAPIError) as no_login:
+        await client().login("ana", PASSWORD)
+    assert no_login.value.status == 401
+    again = await signup("ana")
+    assert (await again.me())["handle"] == "ana"
+
+
+async def test_peer_sees_the_conversation_disappear(signup) -> None:
+    ana, ben, conversation_id = await _friends(signup)
+    await ben.poll(timeout=0)
+    before = ben.cursor
+    await ana.send(conversation_id, "hola ben")
+    sent = await ben.send(conversation_id, "hola ana")
+    await ana.react(sent["id"], "👍")
+    await ana.mark_read(conversation_id, sent["id"])
+    await ana.erase_account(PASSWORD)
+
+    assert (await ben.conversations())["items"] == []
+    with pytest.raises(DirectoAPIError) as gone:
+        await ben.conversation(conversation_id)
+    assert gone.value.status == 404
+    with pytest.raises(DirectoAPIError) as gone:
+        await ben.send(conversation_id, "are you there?")
+    assert gone.value.status == 404
+
+    # The peer's stream still replays from an old cursor, and ends telling it to drop the
+    # conversation; events about it no longer carry any text.
+    events = (await ben.poll(after=before, timeout=0))["events"]
+    assert events[-1]["type"] == "conversation.removed"
+    assert events[-1]["data"]["conversation_id"] == conversation_id
+    for event in events[:-1]:
+        assert event["data"].get("message") is None
+        assert event["data"].get("conversation") is None
+    assert "hola" not in str(events)
+
+
+async def test_brand_keeps_what_an_erased_agent_wrote(signup) -> None:
+    brand, agent, customer = await signup("shop", "brand"), await signup("sara"), \
+        await signup("carl")
+    await brand.add_member("shop", "sara", "agent")
+    conversation_id = (await customer.start_conversation("shop"))["id"]
+    await customer.send(conversation_id, "where is my order?")
+    await agent.send(conversation_id, "on its way")
+    await agent.erase_account(PASSWORD)
+
+    texts = [(m["text"], m["author"]) for m in (await customer.messages(conversation_id))["items"]]
+    assert texts[0] == ("where is my order?", None)
+    assert texts[1][0] == "on its way"
+    assert texts[1][1]["display_name"] == "Deleted account"
+    assert [m["handle"] for m in await brand.members("shop")] == []
+
+
+async def test_erased_ciphertext_cannot_be_decrypted(app: App, signup) -> None:
+    ana, ben, conversation_id = await _friends(signup)
+    carla = await signup("carla")
+    kept = (await carla.start_conversation("ben"))["id"]
+    await carla.send(kept, "this one stays")
+    sent = await ana.send(conversation_id, "secret recipe: saffron")
+    row = _message_row(app, sent["id"])
+    assert row is not None and row.body is not None
+    ciphertext = row.body
+    assert len(_wrapped_keys(app)) == 2
+
+    await ana.erase_account(PASSWORD)
+
+    assert _message_row(app, sent["id"]) is None
+    left = _wrapped_keys(app)
+    assert len(left) == 1
+    # Every data key left in the database, unwrapped with the master key, fails to open it.
+    for key_id, wrapped in left:
+        assert wrapped is not None
+        data_key = AESGCM(app.keyring.unwrap(key_id, wrapped))
+        with pytest.raises(InvalidTag):
+            data_key.decrypt(ciphertext[:NONCE_BYTES], ciphertext[NONCE_BYTES:],
+                             sent["id"].encode())
+    assert [m["text"] for m in (await ben.messages(kept))["items"]] == ["this one stays"]
