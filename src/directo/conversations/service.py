@@ -319,13 +319,16 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
 
     def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
         conn = tx.conn
-        seq = store.next_seq(conn, conversation_id)  # first: on PostgreSQL, this locks the row
+        original = store.message_by_client_id(conn, actor_id, client_id)
+        # A new message takes the next seq first: on PostgreSQL that locks the row. A retry
+        # takes none, so seqs stay contiguous (a racing duplicate fails the unique key and
+        # its retried transaction finds the original).
+        seq = store.next_seq(conn, conversation_id) if original is None else 0
         if seq is None:
             raise NotFound("conversation")
         access = _access(conn, actor_id, conversation_id)
         renderer = Renderer(conn, app.keyring)
         renderer.remember_conversation(access.conversation)
-        original = store.message_by_client_id(conn, actor_id, client_id)
         if original is not None:
             if original.conversation_id != conversation_id:
                 raise Conflict("client_id_reused",
