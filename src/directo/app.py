@@ -80,6 +80,7 @@ def build_asgi(app: App) -> FastAPI:
     from directo.brands.api import router as brands_router
     from directo.conversations.api import router as conversations_router
     from directo.events.api import router as events_router
+    from directo.web import install as install_web_app
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +96,7 @@ def build_asgi(app: App) -> FastAPI:
     install_error_handlers(api)
     for router in (accounts_router, brands_router, conversations_router, events_router):
         api.include_router(router)
+    install_web_app(api)
 
     @api.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -23,6 +23,7 @@ from directo.accounts.schemas import (
 )
 from directo.app import App
 from directo.core.http import errors
+from directo.web import session as web_session
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/sessions")
@@ -57,7 +58,13 @@ async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    token = credentials.credentials if credentials is not None else None
+    if credentials is not None:
+        token: str | None = credentials.credentials
+    else:  # the web app's cookie session: unsafe methods also need its CSRF token
+        token = request.cookies.get(web_session.SESSION_COOKIE)
+        if token:
+            web_session.check_session_csrf(request.method, token,
+                                           request.headers.get(web_session.CSRF_HEADER))
     account, token_hash = await service.authenticate(get_app(request), token)
     return Principal(account, token_hash)
 

@@ -20,6 +20,7 @@ from directo.core.errors import DirectoError
 from directo.core.http import errors
 from directo.events import service
 from directo.events.schemas import EventPage
+from directo.web import session as web_session
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 log = logging.getLogger("directo.events")
@@ -46,6 +47,8 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
+    if token is None and web_session.same_origin(websocket.headers):
+        token = websocket.cookies.get(web_session.SESSION_COOKIE)
     try:
         account, _ = await accounts.authenticate(app, token)
         seq = service.decode_cursor(after) if after else None
