@@ -51,7 +51,8 @@ def _serve(settings: Settings, workers: int) -> None:
         raise typer.Exit(1)
     uvicorn.run("directo.app:create_asgi", factory=True, host=settings.host,
                 port=settings.port, workers=workers if workers > 1 else None,
-                access_log=False, log_level=settings.log_level, ws_max_size=64 * 1024,
+                access_log=False, log_level=settings.log_level,
+                log_config=logs.uvicorn_log_config(), ws_max_size=64 * 1024,
                 timeout_graceful_shutdown=5)
 
 
