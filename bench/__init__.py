@@ -1,0 +1,1 @@
+"""Directo benchmarks: run with ``python -m bench`` (``make bench``)."""

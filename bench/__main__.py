@@ -1,0 +1,78 @@
+"""``python -m bench [names...] [--quick] [--backend sqlite|postgres] [--json PATH]``
+
+Runs the chosen benchmarks (all by default) against real ``directo serve`` processes and the
+baseline app, prints one table and writes the JSON to ``bench/results/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+from rich.console import Console
+
+from bench import connections, deliver, growth, inbox, resume, send
+from bench.context import Context
+from bench.figures import Figure, Run
+from bench.server import raise_fd_limit, start_baseline
+
+BENCHMARKS: dict[str, Callable[[Context], Awaitable[list[Figure]]]] = {
+    "send": send.run, "deliver": deliver.run, "resume": resume.run,
+    "connections": connections.run, "inbox": inbox.run, "growth": growth.run,
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[2])
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help="sqlite: one process (default); postgres: two processes")
+    parser.add_argument("--json", type=Path, help="where to write the results")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - BENCHMARKS.keys())
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    return args
+
+
+async def run_all(args: argparse.Namespace, console: Console) -> Run:
+    result = Run(backend=args.backend, quick=args.quick)
+    with tempfile.TemporaryDirectory(prefix="directo-bench-") as tmp:
+        workdir = Path(tmp)
+        baseline = start_baseline(workdir)
+        ctx = Context(args.backend, args.quick, workdir, baseline, result.details)
+        try:
+            for name in args.names or BENCHMARKS:
+                console.print(f"[bold]{name}[/bold] ...")
+                began = time.monotonic()
+                figures = await BENCHMARKS[name](ctx)
+                result.figures += figures
+                console.print(f"  {name}: {len(figures)} figures in "
+                              f"{time.monotonic() - began:.0f} s")
+        finally:
+            baseline.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    raise_fd_limit()
+    console = Console()
+    if not console.is_terminal:
+        console.width = 160  # a log file gets the whole table on one line per figure
+    result = uvloop.run(run_all(args, console))
+    result.print(console)
+    stamp = result.started.replace(":", "").replace("+0000", "Z")
+    path = result.write(args.json or RESULTS / f"{stamp}.json")
+    console.print(f"results written to {path}")
+
+
+if __name__ == "__main__":
+    main()

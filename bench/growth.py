@@ -1,0 +1,3 @@
+"""placeholder"""
+async def run(ctx):
+    return []

@@ -1,0 +1,210 @@
+"""Real server processes for the benchmarks: ``directo serve`` (one on SQLite, two on
+PostgreSQL) and the baseline app, each on a free loopback port, with its RSS and CPU time
+read from ``/proc``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from directo.core import crypto
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("DIRECTO_BENCH_POSTGRES",
+                                    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DIRECTO_BENCH_REDIS", "redis://127.0.0.1:6379/13")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def raise_fd_limit() -> int:
+    """Let this process hold as many sockets as the hard limit allows; the new soft limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """One server subprocess listening on ``port``; its output goes to ``log_path``."""
+
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([*self.argv, "--port", str(self.port)],
+                                            env=self.env, cwd=ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT,
+                                            preexec_fn=raise_fd_limit)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        """Resident memory now, from /proc/<pid>/status."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far, from /proc/<pid>/stat."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
+
+
+def start_baseline(workdir: Path) -> ServerProcess:
+    argv = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", HOST,
+            "--no-access-log", "--log-level", "warning", "--ws-max-size", str(64 * 1024)]
+    return ServerProcess(argv, _clean_env(), workdir / "baseline.log").start()
+
+
+def redis_broker_available() -> bool:
+    return importlib.util.find_spec("directo.core.redis_broker") is not None
+
+
+@dataclass
+class Deployment:
+    """A database made for one benchmark and the Directo processes serving it.
+
+    ``prepare`` makes and migrates the database (so a benchmark can seed it in bulk before any
+    server runs), ``start`` starts the processes, ``close`` stops them and drops the database.
+    """
+
+    backend: str
+    workdir: Path
+    master_key: str = field(default_factory=crypto.generate_key)
+    database_url: str = ""
+    servers: list[ServerProcess] = field(default_factory=list)
+    broker_url: str | None = None
+
+    @classmethod
+    def prepare(cls, backend: str, workdir: Path) -> Deployment:
+        workdir.mkdir(parents=True, exist_ok=True)
+        deployment = cls(backend, workdir)
+        if backend == "postgres":
+            name = f"directo_bench_{uuid.uuid4().hex[:8]}"
+            _admin(f'CREATE DATABASE "{name}"')
+            deployment.database_url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+            if redis_broker_available():
+                deployment.broker_url = REDIS_URL
+        else:
+            deployment.database_url = f"sqlite:///{deployment.data_dir / 'directo.db'}"
+        subprocess.run([sys.executable, "-m", "directo", "migrate", "--data-dir",
+                        str(deployment.data_dir)], env=deployment.env, cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+        return deployment
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def keyring(self) -> crypto.Keyring:
+        return crypto.Keyring(crypto.decode_key(self.master_key))
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = _clean_env()
+        env.update(DIRECTO_MASTER_KEY=self.master_key,
+                   DIRECTO_ARGON2_MEMORY_KIB="1024", DIRECTO_ARGON2_TIME_COST="1",
+                   # closed-loop senders go far past any per-account human sending limit
+                   DIRECTO_SENDS_PER_MINUTE="100000000",
+                   DIRECTO_LOG_LEVEL="warning")
+        if self.backend == "postgres":
+            env["DIRECTO_DATABASE_URL"] = self.database_url
+        if self.broker_url:
+            env["DIRECTO_BROKER_URL"] = self.broker_url
+        return env
+
+    def start(self) -> Deployment:
+        count = 2 if self.backend == "postgres" else 1
+        for number in range(count):
+            argv = [sys.executable, "-m", "directo", "serve", "--host", HOST,
+                    "--data-dir", str(self.data_dir)]
+            log = self.workdir / f"directo-{number}.log"
+            self.servers.append(ServerProcess(argv, self.env, log).start())
+        return self
+
+    def server_for(self, number: int) -> ServerProcess:
+        """Clients are spread round-robin over the processes."""
+        return self.servers[number % len(self.servers)]
+
+    def rss_kib(self) -> int:
+        return sum(server.rss_kib() for server in self.servers)
+
+    def cpu_seconds(self) -> float:
+        return sum(server.cpu_seconds() for server in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+    def close(self) -> None:
+        self.stop()
+        if self.backend == "postgres":
+            name = self.database_url.rsplit("/", 1)[1]
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _admin(statement: str) -> None:
+    engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(statement))
+    engine.dispose()
