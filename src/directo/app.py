@@ -40,10 +40,12 @@ class App:
                                     self.settings.data_dir)
         self.broker = self._make_broker()
         self.db.on_commit = self.broker.publish
-        limiter_url = "async+memory://"
-        if self.settings.broker_url:
-            limiter_url = "async+" + self.settings.broker_url
-        self.limiter = MovingWindowRateLimiter(storage_from_string(limiter_url))
+        if self.settings.broker_url:  # one budget shared by every process, with redis-py
+            storage = storage_from_string("async+" + self.settings.broker_url,
+                                          implementation="redispy")
+        else:
+            storage = storage_from_string("async+memory://")
+        self.limiter = MovingWindowRateLimiter(storage)
         self.passwords = PasswordHasher(memory_cost=self.settings.argon2_memory_kib,
                                         time_cost=self.settings.argon2_time_cost)
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,6 +82,7 @@ def build_asgi(app: App) -> FastAPI:
     from directo.brands.api import router as brands_router
     from directo.conversations.api import router as conversations_router
     from directo.events.api import router as events_router
+    from directo.presence.api import router as presence_router
     from directo.web import install as install_web_app
 
     @asynccontextmanager
@@ -94,7 +97,8 @@ def build_asgi(app: App) -> FastAPI:
                   lifespan=lifespan)
     api.state.directo = app
     install_error_handlers(api)
-    for router in (accounts_router, brands_router, conversations_router, events_router):
+    for router in (accounts_router, brands_router, conversations_router, events_router,
+                   presence_router):
         api.include_router(router)
     install_web_app(api)
 

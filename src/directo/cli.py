@@ -17,10 +17,12 @@ from directo.app import App
 from directo.config import Settings
 from directo.core import crypto, migrate
 
-cli = typer.Typer(help="Directo: private one-to-one direct messages.", no_args_is_help=True)
+cli = typer.Typer(help="Directo: private one-to-one direct messages.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # locals may hold keys
 keys = typer.Typer(help="Master keys for encryption at rest.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
 console = Console()
+errors = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where SQLite and the key "
                                               "file live (DIRECTO_DATA_DIR)")]
@@ -35,6 +37,23 @@ def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
     return Settings()
 
 
+def _check_master_key(settings: Settings) -> None:
+    """Stop with a clear message if the master key is unusable; on first run this creates the
+    data directory's key file, before any worker starts."""
+    try:
+        crypto.load_keyring(settings.master_key, settings.previous_master_keys,
+                            settings.data_dir)
+    except crypto.MasterKeyError as error:  # its message never holds key material
+        errors.print(f"[red]{error}[/red] (check DIRECTO_MASTER_KEY and "
+                     "DIRECTO_PREVIOUS_MASTER_KEYS)")
+        raise typer.Exit(2) from None
+
+
+def _app(settings: Settings) -> App:
+    _check_master_key(settings)
+    return App(settings)
+
+
 def _migrate(settings: Settings) -> None:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +62,7 @@ def _migrate(settings: Settings) -> None:
 
 def _serve(settings: Settings, workers: int) -> None:
     logs.configure(settings.log_level)
+    _check_master_key(settings)
     url = settings.effective_database_url
     if settings.database_url is None:
         _migrate(settings)
@@ -61,7 +81,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option(help="processes (needs PostgreSQL)")] = 1,
+    workers: Annotated[int, typer.Option(help="processes (needs PostgreSQL)",
+                                         envvar="DIRECTO_WORKERS", min=1)] = 1,
 ) -> None:
     """Run the HTTP and WebSocket server."""
     settings = _settings(data_dir, host=host, port=port)
@@ -84,7 +105,7 @@ def demo(
 
     settings = _settings(data_dir, host=host, port=port)
     _migrate(settings)
-    app = App(settings)
+    app = _app(settings)
     asyncio.run(seed(app, console))
     table = Table(title="Demo logins (password for all: directo-demo-1)")
     for column in ("handle", "who"):
@@ -123,14 +144,19 @@ def keys_rotate(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir)
     key_file = settings.data_dir / crypto.KEY_FILE
-    file_mode = settings.master_key is None
+    file_mode = not settings.master_key
     if file_mode:
+        _check_master_key(settings)
         old = crypto.read_key_file(key_file) if key_file.exists() else []
         new = crypto.decode_key(crypto.generate_key())
-        crypto.write_key_file(key_file, [new, *old])
-    app = App(settings)
+        crypto.write_key_file(key_file, [new, *old])  # a crash from here on loses no key
+    app = _app(settings)
     try:
         count = rewrap_keys(app)
+    except crypto.MasterKeyError as error:
+        errors.print(f"[red]{error}[/red]: list every older key in "
+                     "DIRECTO_PREVIOUS_MASTER_KEYS while rotating")
+        raise typer.Exit(2) from None
     finally:
         app.db.close()
     if file_mode:
@@ -144,7 +170,7 @@ def reports(data_dir: DataDir = None) -> None:
     """List reported conversations and messages, for moderation."""
     from directo.conversations.service import moderation_reports
 
-    app = App(_settings(data_dir))
+    app = _app(_settings(data_dir))
     try:
         rows = moderation_reports(app)
     finally:

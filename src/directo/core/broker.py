@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict, deque
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Subscription:
@@ -51,9 +52,19 @@ class Subscription:
         return changed, items
 
 
+class Presence(NamedTuple):
+    """Whether an account has an open stream anywhere, and when it was last connected (unix
+    seconds; now while online, None if never seen)."""
+
+    online: bool
+    last_seen: float | None
+
+
 class LocalBroker:
     def __init__(self) -> None:
         self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._open_streams: Counter[str] = Counter()
+        self._last_seen: dict[str, float] = {}
 
     async def start(self) -> None:
         return None
@@ -101,3 +112,19 @@ class LocalBroker:
                 if sub not in seen:
                     seen.add(sub)
                     sub.notify_ephemeral(event)
+
+    # -- presence: an account is online while it has an open stream ---------------------------
+
+    def stream_opened(self, account_id: str) -> None:
+        self._open_streams[account_id] += 1
+
+    def stream_closed(self, account_id: str) -> None:
+        self._open_streams[account_id] -= 1
+        if self._open_streams[account_id] <= 0:
+            del self._open_streams[account_id]
+            self._last_seen[account_id] = time.time()
+
+    async def presence(self, account_id: str) -> Presence:
+        if account_id in self._open_streams:
+            return Presence(True, time.time())
+        return Presence(False, self._last_seen.get(account_id))

@@ -20,6 +20,7 @@ from directo.core.errors import DirectoError
 from directo.core.http import errors
 from directo.events import service
 from directo.events.schemas import EventPage
+from directo.presence import service as presence
 from directo.web import session as web_session
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -58,6 +59,7 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
     await websocket.accept()
     metrics.streams_open.inc()
     sub = service.subscribe(app, account.id)
+    presence.stream_opened(app, account.id)
     reader = asyncio.create_task(_read_client(websocket, app, account.id, sub))
     try:
         await _push(websocket, app, account.id, sub, seq)
@@ -65,6 +67,7 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
         pass
     finally:
         sub.close()
+        presence.stream_closed(app, account.id)
         reader.cancel()
         metrics.streams_open.dec()
         if websocket.application_state != WebSocketState.DISCONNECTED:

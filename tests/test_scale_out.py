@@ -1,0 +1,375 @@
+"""Several ``directo serve`` processes sharing one PostgreSQL database and one Redis: people on
+different processes talk live; a process killed with ``kill -9`` or a Redis restart costs
+nobody an event; typing, presence and the login rate limit work across processes.
+
+Each module gets its own PostgreSQL database and its own ``redis-server`` (so Redis can be
+killed without disturbing anyone). Catch-up is set to 30 s, far above every wait here, so a
+delivery that arrives proves the wake-up path (Redis, or the reconnect wake-up) and not the
+periodic re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from directo.client import AsyncDirecto, DirectoAPIError
+from tests.conftest import PASSWORD, PG_ADMIN_URL, Server, free_port, need, postgres_available
+
+pytestmark = pytest.mark.slow
+
+WAIT = 20.0  # seconds any expected delivery may take, at most; far below it normally
+CATCH_UP = "30"
+
+
+class RedisServer:
+    """A ``redis-server`` of our own, without persistence, that a test may kill and restart."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.log_path = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                client.close()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this module, migrated with ``directo migrate``."""
+    need(postgres_available(), "PostgreSQL is not reachable at 127.0.0.1:5432")
+    name = f"directo_scale_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
+    subprocess.run([sys.executable, "-m", "directo", "migrate"], check=True,
+                   env={**env, "DIRECTO_DATABASE_URL": url}, capture_output=True)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis") / "redis.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def cluster(server_factory: Callable[..., Server], database_url: str,
+            redis_server: RedisServer) -> Callable[..., list[Server]]:
+    """``cluster(3)``: that many server processes on the module's database and Redis."""
+    def start(count: int, **env: str) -> list[Server]:
+        return [server_factory(DIRECTO_DATABASE_URL=database_url,
+                               DIRECTO_BROKER_URL=redis_server.url,
+                               DIRECTO_CATCH_UP_SECONDS=CATCH_UP, **env)
+                for _ in range(count)]
+
+    return start
+
+
+class People:
+    """SDK clients bound to given server processes, closed at the end of the test."""
+
+    def __init__(self) -> None:
+        self.made: list[AsyncDirecto] = []
+
+    def on(self, server: Server, token: str | None = None) -> AsyncDirecto:
+        """A client of ``server``; with ``token``, someone already logged in elsewhere."""
+        sdk = AsyncDirecto(server.url, token=token)
+        self.made.append(sdk)
+        return sdk
+
+    async def signup(self, server: Server, name: str) -> AsyncDirecto:
+        """A new account, logged in through ``server``."""
+        sdk = self.on(server)
+        await sdk.signup(f"{name}_{uuid.uuid4().hex[:8]}", PASSWORD, name.title())
+        return sdk
+
+
+@pytest.fixture
+async def people() -> AsyncIterator[People]:
+    made = People()
+    yield made
+    for sdk in made.made:
+        await sdk.close()
+
+
+def handle_of(sdk: AsyncDirecto) -> str:
+    assert sdk.account is not None
+    return str(sdk.account["handle"])
+
+
+async def befriend(one: AsyncDirecto, two: AsyncDirecto) -> str:
+    """Follow each other and talk, so the conversation is accepted on both sides; its id."""
+    await one.follow(handle_of(two))
+    await two.follow(handle_of(one))
+    conversation = str((await one.start_conversation(handle_of(two)))["id"])
+    await one.send(conversation, "hello")
+    return conversation
+
+
+class Listener:
+    """Reads an SDK ``stream()`` in the background and keeps every frame it yields."""
+
+    def __init__(self, sdk: AsyncDirecto, after: str | None = None) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read(sdk, after))
+
+    async def _read(self, sdk: AsyncDirecto, after: str | None) -> None:
+        async for frame in sdk.stream(after):
+            self.frames.append(frame)
+            self._changed.set()
+
+    def texts(self) -> list[str]:
+        return [frame["data"]["message"]["text"] for frame in self.frames
+                if frame["type"] == "message.created"]
+
+    async def until(self, done: Callable[[Listener], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not done(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._task.done():
+                pytest.fail(f"never saw {what}; got {[f['type'] for f in self.frames]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    async def ready(self) -> None:
+        await self.until(lambda me: any(f["type"] == "ready" for f in me.frames), "ready")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+@pytest.fixture
+async def listen() -> AsyncIterator[Callable[..., Listener]]:
+    made: list[Listener] = []
+
+    def make(sdk: AsyncDirecto, after: str | None = None) -> Listener:
+        listener = Listener(sdk, after)
+        made.append(listener)
+        return listener
+
+    yield make
+    for listener in made:
+        await listener.stop()
+
+
+async def test_a_conversation_across_processes_is_live_both_ways(cluster, people,
+                                                                 listen) -> None:
+    one, two = cluster(2)
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    conversation = await befriend(ana, ben)
+    ana_hears, ben_hears = listen(ana), listen(ben)
+    await ana_hears.ready()
+    await ben_hears.ready()
+
+    for i in range(10):
+        await ana.send(conversation, f"ana {i}")
+        await ben.send(conversation, f"ben {i}")
+
+    expected = [f"{who} {i}" for i in range(10) for who in ("ana", "ben")]
+    await ben_hears.until(lambda me: len(me.texts()) == 20, "all 20 messages on ben's process")
+    await ana_hears.until(lambda me: len(me.texts()) == 20, "all 20 messages on ana's process")
+    assert ben_hears.texts() == expected
+    assert ana_hears.texts() == expected
+
+
+async def test_kill_9_mid_traffic_its_clients_resume_elsewhere_missing_nothing(
+        cluster, people, listen) -> None:
+    one, two, three = cluster(3)
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    conversation = await befriend(ana, ben)
+    ben_on_two = listen(ben)
+    await ben_on_two.ready()
+    sent = [f"m{i:03}" for i in range(150)]
+
+    async def traffic() -> None:
+        for text_ in sent:
+            await ana.send(conversation, text_)
+
+    sender = asyncio.create_task(traffic())
+    await ben_on_two.until(lambda me: len(me.texts()) >= 15, "the traffic reaching ben")
+    two.kill()  # SIGKILL: no goodbye to anyone
+    await ben_on_two.stop()
+    before_kill = ben_on_two.texts()
+    assert len(before_kill) < len(sent)  # the kill came mid-traffic
+
+    # a load balancer would send ben's reconnect to a live process, with his last cursor
+    ben_on_three = listen(people.on(three, ben.token), after=ben.cursor)
+    await sender
+    await ben_on_three.until(lambda me: len(before_kill) + len(me.texts()) >= len(sent),
+                             "every message after the kill")
+    assert before_kill + ben_on_three.texts() == sent  # each once, in order
+
+
+async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
+        cluster, people, listen, redis_server: RedisServer) -> None:
+    one, two = cluster(2)
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    conversation = await befriend(ana, ben)
+    ben_hears = listen(ben)
+    await ben_hears.ready()
+    sent = [f"r{i:02}" for i in range(15)]
+
+    for text_ in sent[:5]:
+        await ana.send(conversation, text_)
+    await ben_hears.until(lambda me: len(me.texts()) == 5, "live delivery before the outage")
+
+    redis_server.kill()
+    for text_ in sent[5:10]:  # sending does not depend on Redis
+        await ana.send(conversation, text_)
+    redis_server.start()
+    # catch-up is 30 s: these arrive because the listener reconnects and wakes everyone
+    await ben_hears.until(lambda me: len(me.texts()) == 10, "what was sent during the outage")
+
+    for text_ in sent[10:]:
+        await ana.send(conversation, text_)
+    await ben_hears.until(lambda me: len(me.texts()) == 15, "live delivery after the outage")
+    assert ben_hears.texts() == sent
+
+    log = one.log()
+    assert "redis publish failed" in log  # counted and logged...
+    assert not any(text_ in log for text_ in sent)  # ...without the payload
+
+
+async def test_typing_reaches_the_peer_on_another_process(cluster, people, listen) -> None:
+    one, two = cluster(2)
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    conversation = await befriend(ana, ben)
+    ben_hears = listen(ben)
+    await ben_hears.ready()
+
+    await ana.typing(conversation)
+
+    await ben_hears.until(lambda me: any(f["type"] == "typing" for f in me.frames), "typing")
+    (typing,) = [f for f in ben_hears.frames if f["type"] == "typing"]
+    assert typing["data"]["conversation_id"] == conversation
+    assert typing["data"]["by"]["handle"] == handle_of(ana)
+
+
+async def presence_of(viewer: AsyncDirecto, handle: str) -> dict[str, Any]:
+    return dict((await viewer.request("GET", f"/accounts/{handle}/presence")).json())
+
+
+async def until_presence(viewer: AsyncDirecto, handle: str, online: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        seen = await presence_of(viewer, handle)
+        if seen["online"] is online:
+            return seen
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{handle} never became {'online' if online else 'offline'}")
+
+
+async def test_presence_follows_a_stream_on_another_process(cluster, people, listen) -> None:
+    one, two = cluster(2)
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    stranger = await people.signup(one, "cyd")
+    await befriend(ana, ben)
+    ben_handle = handle_of(ben)
+    assert await presence_of(ana, ben_handle) == {"online": False, "last_seen_at": None}
+
+    ben_hears = listen(ben)
+    await ben_hears.ready()
+    await until_presence(ana, ben_handle, online=True)
+    with pytest.raises(DirectoAPIError) as refused:
+        await presence_of(stranger, ben_handle)
+    assert refused.value.status == 404
+
+    await ben_hears.stop()
+    seen = await until_presence(ana, ben_handle, online=False)
+    assert seen["last_seen_at"] is not None
+
+
+async def test_failed_logins_on_two_processes_share_one_budget(cluster, people) -> None:
+    one, two = cluster(2, DIRECTO_LOGIN_ATTEMPTS_PER_MINUTE="4")
+    handle = handle_of(await people.signup(one, "ana"))
+    guesser_one, guesser_two = people.on(one), people.on(two)
+
+    for attempt in range(4):  # two wrong guesses on each process: no process saw four
+        guesser = guesser_one if attempt % 2 else guesser_two
+        with pytest.raises(DirectoAPIError) as wrong:
+            await guesser.login(handle, "wrong password guess")
+        assert wrong.value.status == 401
+
+    for guesser in (guesser_two, guesser_one):  # now both refuse, even the right password
+        with pytest.raises(DirectoAPIError) as limited:
+            await guesser.login(handle, PASSWORD)
+        assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+
+
+def worker_pids(server: Server) -> list[int]:
+    assert server.process is not None
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+async def test_serve_with_workers_shares_the_work(server_factory, database_url: str,
+                                                  redis_server: RedisServer, people,
+                                                  listen) -> None:
+    server = server_factory(DIRECTO_DATABASE_URL=database_url,
+                            DIRECTO_BROKER_URL=redis_server.url,
+                            DIRECTO_CATCH_UP_SECONDS=CATCH_UP, DIRECTO_WORKERS="2")
+    assert len(worker_pids(server)) >= 2
+    ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
+    conversation = await befriend(ana, ben)
+    # several streams and one connection per send, so both workers take part
+    streams = [listen(people.on(server, ben.token)) for _ in range(4)]
+    for stream in streams:
+        await stream.ready()
+    sent = [f"w{i:02}" for i in range(20)]
+    for text_ in sent:
+        async with AsyncDirecto(server.url, token=ana.token) as fresh_connection:
+            await fresh_connection.send(conversation, text_)
+    for stream in streams:
+        await stream.until(lambda me: len(me.texts()) == len(sent), "every message")
+        assert stream.texts() == sent
