@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Column,
     Connection,
@@ -10,6 +12,7 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    bindparam,
     delete,
     exists,
     insert,
@@ -18,6 +21,7 @@ from sqlalchemy import (
 )
 
 from directo.core.db import metadata
+from directo.core.prepared import Prepared
 
 accounts = Table(
     "accounts", metadata,
@@ -63,15 +67,18 @@ def by_handle(conn: Connection, handle: str) -> Row | None:
     return conn.execute(select(accounts).where(accounts.c.handle == handle)).first()
 
 
+_BY_ID = Prepared(select(accounts).where(accounts.c.id == bindparam("id")))
+
+
 def by_id(conn: Connection, account_id: str) -> Row | None:
-    return conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+    return _BY_ID.first(conn, id=account_id)
 
 
 def by_ids(conn: Connection, account_ids: set[str]) -> dict[str, Row]:
-    if not account_ids:
-        return {}
-    rows = conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))
-    return {row.id: row for row in rows}
+    """One prepared lookup per id: cheaper than one ``IN`` query for the few accounts a
+    page names."""
+    found = (_BY_ID.first(conn, id=account_id) for account_id in account_ids)
+    return {row.id: row for row in found if row is not None}
 
 
 def insert_account(conn: Connection, **values: str) -> None:
@@ -87,10 +94,12 @@ def delete_account(conn: Connection, account_id: str) -> None:
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
 
 
+_BY_TOKEN_HASH = Prepared(select(accounts).join(sessions, sessions.c.account_id == accounts.c.id)
+                          .where(sessions.c.token_hash == bindparam("token_hash")))
+
+
 def by_token_hash(conn: Connection, token_hash: str) -> Row | None:
-    query = (select(accounts).join(sessions, sessions.c.account_id == accounts.c.id)
-             .where(sessions.c.token_hash == token_hash))
-    return conn.execute(query).first()
+    return _BY_TOKEN_HASH.first(conn, token_hash=token_hash)
 
 
 def insert_session(conn: Connection, token_hash: str, account_id: str, created_at: str) -> None:
@@ -102,18 +111,31 @@ def delete_session(conn: Connection, token_hash: str) -> None:
     conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
 
 
-def follows_exists(conn: Connection, follower_id: str, followee_id: str) -> bool:
-    query = select(exists().where(follows.c.follower_id == follower_id,
-                                  follows.c.followee_id == followee_id))
-    return bool(conn.execute(query).scalar())
+def _follows(follower: str, followee: str) -> Any:
+    return exists().where(follows.c.follower_id == bindparam(follower),
+                          follows.c.followee_id == bindparam(followee))
+
+
+def _blocks(blocker: str, blocked: str) -> Any:
+    return exists().where(blocks.c.blocker_id == bindparam(blocker),
+                          blocks.c.blocked_id == bindparam(blocked))
+
+
+_RELATIONS = Prepared(select(_blocks("a", "b").label("a_blocked_b"),
+                             _blocks("b", "a").label("b_blocked_a"),
+                             _follows("b", "a").label("b_follows_a")))
+
+
+def relations(conn: Connection, a_id: str, b_id: str) -> tuple[bool, bool, bool]:
+    """In one query: (a blocked b, b blocked a, b follows a)."""
+    row = _RELATIONS.first(conn, a=a_id, b=b_id)
+    return bool(row.a_blocked_b), bool(row.b_blocked_a), bool(row.b_follows_a)
 
 
 def blocked_either_way(conn: Connection, a_id: str, b_id: str) -> tuple[bool, bool]:
     """(a blocked b, b blocked a)."""
-    rows = conn.execute(select(blocks.c.blocker_id).where(
-        ((blocks.c.blocker_id == a_id) & (blocks.c.blocked_id == b_id))
-        | ((blocks.c.blocker_id == b_id) & (blocks.c.blocked_id == a_id)))).scalars().all()
-    return a_id in rows, b_id in rows
+    a_blocked_b, b_blocked_a, _ = relations(conn, a_id, b_id)
+    return a_blocked_b, b_blocked_a
 
 
 def set_relation(conn: Connection, table: Table, a_col: str, b_col: str, a_id: str, b_id: str,

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, ForeignKey, Index, Row, String, Table, delete, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Row,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+)
 
 from directo.accounts.store import accounts
 from directo.core.db import metadata
+from directo.core.prepared import Prepared
 
 brand_members = Table(
     "brand_members", metadata,
@@ -19,15 +31,21 @@ brand_members = Table(
 )
 
 
+_ROLE = Prepared(select(brand_members.c.role).where(
+    brand_members.c.brand_id == bindparam("brand_id"),
+    brand_members.c.member_id == bindparam("member_id")))
+_MEMBER_IDS = Prepared(select(brand_members.c.member_id)
+                       .where(brand_members.c.brand_id == bindparam("brand_id")))
+_BRAND_IDS = Prepared(select(brand_members.c.brand_id)
+                      .where(brand_members.c.member_id == bindparam("member_id")))
+
+
 def role_of(conn: Connection, brand_id: str, member_id: str) -> str | None:
-    query = select(brand_members.c.role).where(brand_members.c.brand_id == brand_id,
-                                               brand_members.c.member_id == member_id)
-    return conn.execute(query).scalar()
+    return _ROLE.scalar(conn, brand_id=brand_id, member_id=member_id)
 
 
 def member_ids(conn: Connection, brand_id: str) -> list[str]:
-    query = select(brand_members.c.member_id).where(brand_members.c.brand_id == brand_id)
-    return list(conn.execute(query).scalars())
+    return [row.member_id for row in _MEMBER_IDS.all(conn, brand_id=brand_id)]
 
 
 def members(conn: Connection, brand_id: str) -> list[tuple[Row, str]]:
@@ -45,8 +63,7 @@ def brands_of(conn: Connection, member_id: str) -> list[tuple[Row, str]]:
 
 
 def brand_ids_of(conn: Connection, member_id: str) -> list[str]:
-    query = select(brand_members.c.brand_id).where(brand_members.c.member_id == member_id)
-    return list(conn.execute(query).scalars())
+    return [row.brand_id for row in _BRAND_IDS.all(conn, member_id=member_id)]
 
 
 def upsert(conn: Connection, brand_id: str, member_id: str, role: str, created_at: str) -> None:

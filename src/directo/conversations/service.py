@@ -82,14 +82,14 @@ def _peer_audience(conn: Connection, peer: Row) -> list[str]:
 
 def _facts(app: App, conn: Connection, side_id: str, peer_account: Row, peer_state: str,
            sent_while_pending: int) -> rules.SendFacts:
-    sender_blocked, recipient_blocked = account_store.blocked_either_way(
+    sender_blocked, recipient_blocked, recipient_follows = account_store.relations(
         conn, side_id, peer_account.id)
     return rules.SendFacts(
         recipient_state=peer_state,  # type: ignore[arg-type]
         recipient_blocked_sender=recipient_blocked,
         sender_blocked_recipient=sender_blocked,
         recipient_policy=peer_account.dm_policy,
-        recipient_follows_sender=account_store.follows_exists(conn, peer_account.id, side_id),
+        recipient_follows_sender=recipient_follows,
         recipient_is_brand=peer_account.kind == "brand",
         sent_while_pending=sent_while_pending,
         request_limit=app.settings.request_message_limit,
@@ -354,14 +354,11 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
             reply_to_id=reply_to, created_at=now,
             body=app.keyring.seal(conversation.key_id, conversation.wrapped_key, text,
                                   message_id))
-        store.update_participant(
-            conn, conversation_id, access.side, state="accepted", last_read_seq=seq,
-            last_read_message_id=message_id, unread=0, last_message_id=message_id, sort_at=now,
+        store.record_sent(
+            conn, conversation_id, access.side, seq, message_id, now,
             sent_while_pending=access.me.sent_while_pending + 1 if delivery == "request" else 0)
-        peer_state = "request" if delivery == "request" else "accepted"
-        store.update_participant(
-            conn, conversation_id, access.peer.account_id, state=peer_state,
-            unread=store.participants.c.unread + 1, last_message_id=message_id, sort_at=now)
+        store.record_received(conn, conversation_id, access.peer.account_id,
+                              "request" if delivery == "request" else "accepted", message_id, now)
         data = {"conversation_id": conversation_id, "message_id": message_id}
         event_store.append(tx, audience(conn, access.side), "message.created",
                            {**data, "as": access.side, "notify": False})

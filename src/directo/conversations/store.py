@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 )
 
 from directo.core.db import metadata
+from directo.core.prepared import Prepared
 
 conversations = Table(
     "conversations", metadata,
@@ -110,9 +112,11 @@ def by_pair(conn: Connection, a_id: str, b_id: str) -> Row | None:
     return conn.execute(query).first()
 
 
+_BY_ID = Prepared(select(conversations).where(conversations.c.id == bindparam("id")))
+
+
 def by_id(conn: Connection, conversation_id: str) -> Row | None:
-    return conn.execute(select(conversations)
-                        .where(conversations.c.id == conversation_id)).first()
+    return _BY_ID.first(conn, id=conversation_id)
 
 
 def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id: str,
@@ -127,10 +131,14 @@ def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id:
             sent_while_pending=0))
 
 
+_PARTICIPANT = Prepared(select(participants).where(
+    participants.c.conversation_id == bindparam("conversation_id"),
+    participants.c.account_id == bindparam("account_id")))
+
+
 def participant(conn: Connection, conversation_id: str, account_id: str) -> Row | None:
-    return conn.execute(select(participants).where(
-        participants.c.conversation_id == conversation_id,
-        participants.c.account_id == account_id)).first()
+    return _PARTICIPANT.first(
+        conn, conversation_id=conversation_id, account_id=account_id)
 
 
 def update_participant(conn: Connection, conversation_id: str, account_id: str,
@@ -140,19 +148,53 @@ def update_participant(conn: Connection, conversation_id: str, account_id: str,
         participants.c.account_id == account_id).values(**values))
 
 
+_NEXT_SEQ = Prepared(update(conversations).where(conversations.c.id == bindparam("id"))
+                     .values(last_seq=conversations.c.last_seq + 1)
+                     .returning(conversations.c.last_seq))
+
+
+def _participant_update(**values: Any) -> Prepared:
+    return Prepared(update(participants).where(
+        participants.c.conversation_id == bindparam("conversation_id"),
+        participants.c.account_id == bindparam("account_id")).values(**values))
+
+
+_RECORD_SENT = _participant_update(
+    state="accepted", unread=0, last_read_seq=bindparam("seq"),
+    last_read_message_id=bindparam("message_id"), last_message_id=bindparam("message_id"),
+    sort_at=bindparam("at"), sent_while_pending=bindparam("sent_while_pending"))
+_RECORD_RECEIVED = _participant_update(
+    state=bindparam("state"), unread=participants.c.unread + 1,
+    last_message_id=bindparam("message_id"), sort_at=bindparam("at"))
+
+
+def record_sent(conn: Connection, conversation_id: str, sender_id: str, seq: int,
+                message_id: str, at: str, sent_while_pending: int) -> None:
+    """The sender's side after a send: it has read everything up to its own message."""
+    _RECORD_SENT.run(conn, conversation_id=conversation_id, account_id=sender_id, seq=seq,
+                     message_id=message_id, at=at, sent_while_pending=sent_while_pending)
+
+
+def record_received(conn: Connection, conversation_id: str, recipient_id: str, state: str,
+                    message_id: str, at: str) -> None:
+    _RECORD_RECEIVED.run(conn, conversation_id=conversation_id, account_id=recipient_id,
+                         state=state, message_id=message_id, at=at)
+
+
 def next_seq(conn: Connection, conversation_id: str) -> int | None:
     """Take the conversation's next sequence number (on PostgreSQL this locks its row, so
     sequence order is commit order); None if there is no such conversation."""
     if len(conversation_id) > 40:
         return None
-    query = (update(conversations).where(conversations.c.id == conversation_id)
-             .values(last_seq=conversations.c.last_seq + 1).returning(conversations.c.last_seq))
-    found = conn.execute(query).scalar()
+    found = _NEXT_SEQ.scalar(conn, id=conversation_id)
     return None if found is None else int(found)
 
 
+_MESSAGE = Prepared(select(messages).where(messages.c.id == bindparam("id")))
+
+
 def message_by_id(conn: Connection, message_id: str) -> Row | None:
-    return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+    return _MESSAGE.first(conn, id=message_id)
 
 
 def messages_by_ids(conn: Connection, message_ids: Iterable[str]) -> dict[str, Row]:
@@ -162,13 +204,18 @@ def messages_by_ids(conn: Connection, message_ids: Iterable[str]) -> dict[str, R
     return {row.id: row for row in conn.execute(select(messages).where(messages.c.id.in_(ids)))}
 
 
+_BY_CLIENT_ID = Prepared(select(messages).where(messages.c.author_id == bindparam("author_id"),
+                                                messages.c.client_id == bindparam("client_id")))
+_INSERT_MESSAGE = Prepared(insert(messages))
+
+
 def message_by_client_id(conn: Connection, author_id: str, client_id: str) -> Row | None:
-    return conn.execute(select(messages).where(messages.c.author_id == author_id,
-                                               messages.c.client_id == client_id)).first()
+    return _BY_CLIENT_ID.first(
+        conn, author_id=author_id, client_id=client_id)
 
 
 def insert_message(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(messages).values(**values))
+    _INSERT_MESSAGE.run(conn, **values)
 
 
 def update_message(conn: Connection, message_id: str, **values: Any) -> None:
@@ -200,15 +247,17 @@ def count_unread(conn: Connection, conversation_id: str, reader_id: str, after_s
     return int(conn.execute(query).scalar_one())
 
 
+_REACTIONS = Prepared(select(reactions).where(reactions.c.message_id == bindparam("id"))
+                     .order_by(reactions.c.created_at))
+
+
 def reactions_for(conn: Connection, message_ids: Iterable[str]) -> dict[str, list[Row]]:
-    ids = set(message_ids)
+    """Each message's reactions, oldest first (one prepared lookup per message)."""
     found: dict[str, list[Row]] = {}
-    if not ids:
-        return found
-    query = (select(reactions).where(reactions.c.message_id.in_(ids))
-             .order_by(reactions.c.created_at))
-    for row in conn.execute(query):
-        found.setdefault(row.message_id, []).append(row)
+    for message_id in set(message_ids):
+        rows = _REACTIONS.all(conn, id=message_id)
+        if rows:
+            found[message_id] = rows
     return found
 
 

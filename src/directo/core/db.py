@@ -168,37 +168,45 @@ class Database:
                     return
 
     def _commit_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        # Savepoints go straight to the driver: through SQLAlchemy they cost as much as the
+        # rest of a send together.
+        driver = conn.connection.driver_connection
+        assert driver is not None
         try:
             with conn.begin():
                 for job in batch:
                     tx = Tx(conn)
-                    savepoint = conn.begin_nested()
+                    driver.execute("SAVEPOINT job")
                     try:
                         job.result = job.fn(tx, *job.args)
-                        savepoint.commit()
                         job.wake = tx.wake
                     except BaseException as error:  # the job's own failure stays its own
-                        savepoint.rollback()
+                        driver.execute("ROLLBACK TO job")
                         job.error = error
+                    driver.execute("RELEASE job")
         except BaseException as error:  # the commit failed: nobody's rows are durable
             log.error("group commit of %d jobs failed: %s", len(batch), type(error).__name__)
             for job in batch:
                 if job.error is None:
                     job.error, job.wake = error, set()
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in batch:
             if job.loop is not None:
-                job.loop.call_soon_threadsafe(self._settle, job)
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():  # one wake-up of each loop per batch
+            loop.call_soon_threadsafe(self._settle, jobs)
 
-    def _settle(self, job: _Job) -> None:
-        if job.wake:
-            self.on_commit(job.wake)
-        future = job.future
-        if future is None or future.done():
-            return
-        if job.error is not None:
-            future.set_exception(job.error)
-        else:
-            future.set_result(job.result)
+    def _settle(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            if job.wake:
+                self.on_commit(job.wake)
+            future = job.future
+            if future is None or future.done():
+                continue
+            if job.error is not None:
+                future.set_exception(job.error)
+            else:
+                future.set_result(job.result)
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 
 from directo.core.db import Tx, metadata
+from directo.core.prepared import Prepared
 from directo.core.timeutil import now_text
 
 account_streams = Table(
@@ -51,6 +53,18 @@ events = Table(
 )
 
 
+_NEXT_SEQ = Prepared(update(account_streams)
+                     .where(account_streams.c.account_id == bindparam("account_id"))
+                     .values(last_seq=account_streams.c.last_seq + 1)
+                     .returning(account_streams.c.last_seq))
+_INSERT = Prepared(insert(events))
+_STREAM = Prepared(select(account_streams)
+                   .where(account_streams.c.account_id == bindparam("account_id")))
+_AFTER = Prepared(select(events).where(events.c.account_id == bindparam("account_id"),
+                                       events.c.seq > bindparam("seq"))
+                  .order_by(events.c.seq).limit(bindparam("limit")))
+
+
 def open_stream(conn: Connection, account_id: str) -> None:
     conn.execute(insert(account_streams).values(account_id=account_id, last_seq=0, pruned_seq=0))
 
@@ -59,28 +73,22 @@ def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any])
     """Append one event to each account's stream (references only: never message text)."""
     payload = json.dumps(data, separators=(",", ":"))
     at = now_text()
-    rows = []
     for account_id in dict.fromkeys(account_ids):
-        seq = tx.conn.execute(
-            update(account_streams).where(account_streams.c.account_id == account_id)
-            .values(last_seq=account_streams.c.last_seq + 1)
-            .returning(account_streams.c.last_seq)).scalar_one()
-        rows.append({"account_id": account_id, "seq": seq, "type": type_, "data": payload,
-                     "created_at": at})
+        seq = _NEXT_SEQ.scalar(tx.conn, account_id=account_id)
+        _INSERT.run(tx.conn, account_id=account_id, seq=seq, type=type_, data=payload,
+                    created_at=at)
         tx.wake.add(account_id)
-    if rows:
-        tx.conn.execute(insert(events), rows)
 
 
 def stream(conn: Connection, account_id: str) -> Row:
-    return conn.execute(select(account_streams)
-                        .where(account_streams.c.account_id == account_id)).one()
+    found = _STREAM.first(conn, account_id=account_id)
+    if found is None:
+        raise LookupError(f"no event stream for account {account_id}")
+    return found
 
 
 def after(conn: Connection, account_id: str, seq: int, limit: int) -> list[Row]:
-    query = (select(events).where(events.c.account_id == account_id, events.c.seq > seq)
-             .order_by(events.c.seq).limit(limit))
-    return list(conn.execute(query))
+    return _AFTER.all(conn, account_id=account_id, seq=seq, limit=limit)
 
 
 def prune_before(conn: Connection, cutoff: str, batch: int) -> int:
