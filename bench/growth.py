@@ -7,8 +7,8 @@ from __future__ import annotations
 from bench.context import Context
 from bench.figures import Figure, Target
 from bench.load import LoadResult, closed_loop, http_request
-from bench.send import message_request, run_baseline
 from bench.seed import Seeder, seed_pairs
+from bench.send import message_request, run_baseline
 from bench.server import HOST
 
 PAIRS = 100
@@ -69,8 +69,8 @@ async def run(ctx: Context) -> list[Figure]:
     figures += [
         Figure("growth", f"send CPU per message, {span}",
                large[0].summary()["server_cpu_us_per_request"]
-               / small[0].summary()["server_cpu_us_per_request"], "×", None, FLAT),
-        Figure("growth", f"list p50, {span}", large[1].ms(50) / small[1].ms(50), "×", None,
+               / small[0].summary()["server_cpu_us_per_request"], "times", None, FLAT),
+        Figure("growth", f"list p50, {span}", large[1].ms(50) / small[1].ms(50), "times", None,
                FLAT),
     ]
     ctx.details["growth"] = {
