@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row
 
+from directo.brands import store as brand_store
 from directo.conversations import store as conversation_store
 from directo.conversations.views import Renderer
 from directo.core import cursors
@@ -59,7 +60,8 @@ def _page(conn: Connection, app: App, account_id: str, after: int | None,
     if after < stream.pruned_seq:
         raise ResyncRequired()
     rows = store.after(conn, account_id, after, limit)
-    return render(conn, app, rows), (rows[-1].seq if rows else after)
+    sides = {account_id, *brand_store.brand_ids_of(conn, account_id)}
+    return render(conn, app, rows, sides), (rows[-1].seq if rows else after)
 
 
 async def page(app: App, account_id: str, after: int | None,
@@ -91,10 +93,14 @@ def subscribe(app: App, account_id: str) -> Subscription:
     return app.broker.subscribe([account_id])
 
 
-def render(conn: Connection, app: App, rows: list[Row]) -> list[dict[str, Any]]:
-    """Stored events hold references; clients get the current state of what they point to."""
+def render(conn: Connection, app: App, rows: list[Row],
+           sides: set[str]) -> list[dict[str, Any]]:
+    """Stored events hold references; clients get the current state of what they point to.
+    Events about a side the reader no longer acts for (a brand that removed them) are left
+    out: replaying an old cursor must not reopen a conversation they lost access to."""
     renderer = Renderer(conn, app.keyring)
-    parsed = [(row, json.loads(row.data)) for row in rows]
+    parsed = [(row, data) for row in rows
+              if "as" not in (data := json.loads(row.data)) or data["as"] in sides]
     message_ids = {data["message_id"] for row, data in parsed if row.type.startswith("message.")}
     found = conversation_store.messages_by_ids(conn, message_ids)
     rendered: dict[tuple[str, str], dict[str, Any]] = {}
