@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+import websockets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Row, select
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from directo.app import App
 from directo.client import AsyncDirecto, DirectoAPIError
@@ -143,3 +148,35 @@ async def test_erased_ciphertext_cannot_be_decrypted(app: App, signup) -> None:
             data_key.decrypt(ciphertext[:NONCE_BYTES], ciphertext[NONCE_BYTES:],
                              sent["id"].encode())
     assert [m["text"] for m in (await ben.messages(kept))["items"]] == ["this one stays"]
+
+
+async def _refused_or_closed(url: str, token: str) -> None:
+    """Check that a stream for ``token`` is refused, or closed before it sends anything."""
+    try:
+        async with websockets.connect(url, open_timeout=10,
+                                      additional_headers={"Authorization": f"Bearer {token}"},
+                                      ) as ws, asyncio.timeout(30):
+            frame = await ws.recv()
+    except (ConnectionClosed, InvalidStatus):
+        return
+    raise AssertionError(f"the stream accepted an erased account's token: {frame!r}")
+
+
+@pytest.mark.slow
+async def test_erasure_cuts_off_the_accounts_open_stream(server_factory) -> None:
+    server = server_factory()
+    ana = AsyncDirecto(server.url)
+    await ana.signup("ana", PASSWORD, "Ana")
+    token = ana.token
+    assert token is not None
+    url = server.url.replace("http", "ws", 1) + "/api/v1/stream"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                  open_timeout=10) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        await ana.erase_account(PASSWORD)
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(30):
+                while True:
+                    assert json.loads(await ws.recv())["type"] != "message.created"
+    await _refused_or_closed(url, token)
+    await ana.close()
