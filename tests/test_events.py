@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from directo.app import App
-from directo.client import AsyncDirecto
+from directo.client import AsyncDirecto, DirectoAPIError
 from directo.config import Settings
 from directo.core import cursors
 from directo.core.timeutil import to_text, utcnow
@@ -317,7 +317,7 @@ async def test_websocket_resync_frame_after_pruning(live) -> None:
 
 
 @pytest.mark.slow
-async def test_websocket_refuses_a_bad_token(live) -> None:
+async def test_websocket_refuses_a_bad_token_or_cursor(live) -> None:
     server, _ana, ben, _conversation = live
     url = server.url.replace("http", "ws", 1) + "/api/v1/stream"
     for headers, query in (({"Authorization": "Bearer not-a-token"}, ""), ({}, ""),
@@ -328,3 +328,10 @@ async def test_websocket_refuses_a_bad_token(live) -> None:
             assert ws.close_code == 4401
     async with websockets.connect(f"{url}?token={ben.token}") as ws:
         assert '"ready"' in await asyncio.wait_for(ws.recv(), WAIT)
+    with pytest.raises(DirectoAPIError) as bad_cursor:  # the SDK stops instead of retrying
+        await asyncio.wait_for(anext(ben.stream(after="not-a-cursor")), WAIT)
+    assert (bad_cursor.value.status, bad_cursor.value.code) == (400, "invalid_cursor")
+    ben.token = "not-a-token"
+    with pytest.raises(DirectoAPIError) as bad_token:
+        await asyncio.wait_for(anext(ben.stream()), WAIT)
+    assert bad_token.value.status == 401

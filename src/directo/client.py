@@ -225,9 +225,11 @@ class AsyncDirecto:
                         if frame.get("cursor"):
                             self.cursor = frame["cursor"]
                         yield frame
-                    if ws.close_code in (4400, 4401):
-                        raise DirectoAPIError(400 if ws.close_code == 4400 else 401,
-                                              ws.close_reason or "closed", "stream refused")
-            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError):
+            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError) as dropped:
+                # a refusal (bad token or cursor) arrives as a 44xx close: retrying cannot help
+                close = dropped.rcvd if isinstance(dropped, ConnectionClosed) else None
+                if close is not None and close.code in (4400, 4401):
+                    raise DirectoAPIError(close.code - 4000, close.reason or "closed",
+                                          "stream refused") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -54,6 +54,9 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
         account, _ = await accounts.authenticate(app, token)
         seq = service.decode_cursor(after) if after else None
     except DirectoError as error:
+        # accept first: a close before the handshake becomes a bare HTTP 403 and the client
+        # never learns the reason, so the SDK would retry a bad token forever
+        await websocket.accept()
         await websocket.close(code=4401 if error.status == 401 else 4400, reason=error.code)
         return
     await websocket.accept()
