@@ -36,7 +36,13 @@ def get_app(request: Request) -> App:
     return app
 
 
-AppDep = Annotated[App, Depends(get_app)]
+async def _app_dependency(request: Request) -> App:
+    """``get_app`` as a coroutine: FastAPI runs a plain-function dependency in its thread
+    pool, a thread hop on every request."""
+    return get_app(request)
+
+
+AppDep = Annotated[App, Depends(_app_dependency)]
 
 
 def _client_host(request: Request) -> str:

@@ -44,7 +44,9 @@ class Tx:
         self.wake: set[str] = set()
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str | None) -> Engine:
+    """One SQLite connection; ``begin`` is what opens its transactions (None: the caller
+    opens them on the driver)."""
     engine = create_engine(url, poolclass=pool.StaticPool,
                            connect_args={"check_same_thread": False})
 
@@ -59,9 +61,10 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+    if begin is not None:
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
 
     return engine
 
@@ -87,7 +90,7 @@ class Database:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
-            self._read_engine = _sqlite_engine(url, "BEGIN")
+            self._read_engine = _sqlite_engine(url, None)
             self._read_conn: Connection | None = None
         else:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
@@ -220,8 +223,15 @@ class Database:
         if self.is_sqlite:
             if self._read_conn is None:
                 self._read_conn = self._read_engine.connect()
-            with self._read_conn.begin():
+            # The snapshot is opened and closed on the driver: SQLAlchemy's transaction
+            # bookkeeping cost more than the reads of an authenticated request.
+            driver = self._read_conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("BEGIN")
+            try:
                 return fn(self._read_conn, *args)
+            finally:
+                driver.execute("ROLLBACK")
         return self._pg_read(fn, args)
 
     def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
