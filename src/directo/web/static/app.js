@@ -207,8 +207,10 @@
       if (here) thread.showTyping(data.author || data.by);
       return;
     }
-    if (event.type.startsWith("message.") || event.type.startsWith("reaction.")) {
+    if (event.type.startsWith("message.")) {
       if (here && data.message) thread.receive(data.message, event.type === "message.created");
+    } else if (event.type.startsWith("reaction.")) {
+      if (here) thread.reacted(data.message_id, data.emoji, data.by, event.type === "reaction.added");
     } else if (event.type === "conversation.read") {
       if (here && data.by && data.by.id !== thread.sideId) thread.peerRead(data.message_id);
     } else if (event.type.startsWith("conversation.") && here) {
@@ -228,6 +230,7 @@
     },
 
     async refresh() {
+      if (!navigator.onLine) return; // the reconnect replays what changed meanwhile
       try {
         const [page, unread] = await Promise.all([
           api("GET", `/conversations?folder=${config.folder}&limit=50${asQuery}`),
@@ -258,8 +261,8 @@
     row(item) {
       const current = item.id === config.conversation_id;
       const marks = el("span", { class: "marks" },
-        item.pinned ? el("span", { class: "mark", title: t("list.pinned"), "aria-label": t("list.pinned"), role: "img" }, "📌") : null,
-        item.muted ? el("span", { class: "mark", title: t("list.muted"), "aria-label": t("list.muted"), role: "img" }, "🔕") : null,
+        item.pinned ? el("span", { class: "mark pinned", title: t("list.pinned"), "aria-label": t("list.pinned"), role: "img" }) : null,
+        item.muted ? el("span", { class: "mark muted", title: t("list.muted"), "aria-label": t("list.muted"), role: "img" }) : null,
         item.unread_count > 0
           ? el("span", { class: "badge", "aria-label": t("list.unread", { n: item.unread_count }) },
             String(item.unread_count))
@@ -387,6 +390,17 @@
         announce(t("thread.new_from", { name: message.sender_label, text: message.text || "" }));
         this.markRead();
       }
+    }
+
+    reacted(messageId, emoji, by, added) {
+      const message = this.messages.get(messageId);
+      if (!message || !by) return;
+      const others = message.reactions.filter((r) => r.emoji !== emoji);
+      const current = message.reactions.find((r) => r.emoji === emoji);
+      const handles = (current ? current.by : []).filter((handle) => handle !== by.handle);
+      if (added) handles.push(by.handle);
+      message.reactions = handles.length ? [...others, { emoji, by: handles }] : others;
+      if (this.conversation) this.render({});
     }
 
     peerRead(messageId) {
@@ -656,8 +670,8 @@
           message.edited_at && !unsent ? ` · ${t("thread.edited")}` : null));
       const node = el("li", { class: mine ? "message mine" : "message", id: `m-${message.id}`, "data-message": message.id },
         el("span", { class: "visually-hidden" }, `${message.sender_label}: `), bubble);
-      if (message.reactions.length) node.append(this.reactionsNode(message));
       if (!unsent) node.append(...this.menuNodes(message));
+      if (message.reactions.length) node.append(this.reactionsNode(message));
       if (receipt) node.append(el("p", { class: "receipt", "data-receipt": receipt === t("thread.seen") ? "seen" : "sent" }, receipt));
       return node;
     }
