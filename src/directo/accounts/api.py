@@ -125,7 +125,9 @@ async def patch_me(body: MeUpdate, me: Me, app: AppDep) -> MeOut:
 
 @router.delete("/me", status_code=204, responses=errors(401, 413, 422, 429))
 async def erase_me(body: AccountErase, request: Request, me: Me, app: AppDep) -> Response:
-    """Erase your account and destroy the keys of its conversations (needs the password)."""
+    """Erase your account for good (send your password again). The keys of its conversations
+    are destroyed, so their texts can never be read again; each peer's conversation
+    disappears (404) and their stream gets a `conversation.removed` event."""
     await service.erase_account(app, me.account, body.password, _client_host(request))
     return Response(status_code=204)
 
