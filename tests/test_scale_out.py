@@ -274,25 +274,40 @@ async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
         await ana.send(conversation, text_)
     await ben_hears.until(lambda me: len(me.texts()) == 15, "live delivery after the outage")
     assert ben_hears.texts() == sent
+    assert (await until_presence(ana, handle_of(ben), online=True))["online"]  # rewritten
 
     log = one.log()
     assert "redis publish failed" in log  # counted and logged...
     assert not any(text_ in log for text_ in sent)  # ...without the payload
 
 
-async def test_typing_reaches_the_peer_on_another_process(cluster, people, listen) -> None:
+def typing_from(listener: Listener, sdk: AsyncDirecto) -> list[dict[str, Any]]:
+    return [f for f in listener.frames
+            if f["type"] == "typing" and f["data"]["by"]["handle"] == handle_of(sdk)]
+
+
+async def test_typing_reaches_the_peer_on_every_process_exactly_once(cluster, people,
+                                                                     listen) -> None:
     one, two = cluster(2)
-    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    ana, ben, cyd = (await people.signup(one, "ana"), await people.signup(two, "ben"),
+                     await people.signup(two, "cyd"))
     conversation = await befriend(ana, ben)
-    ben_hears = listen(ben)
-    await ben_hears.ready()
+    await befriend(cyd, ben)
+    ben_on_two = listen(ben)
+    ben_on_one = listen(people.on(one, ben.token))  # his other device, on ana's process
+    await ben_on_two.ready()
+    await ben_on_one.ready()
 
     await ana.typing(conversation)
-
-    await ben_hears.until(lambda me: any(f["type"] == "typing" for f in me.frames), "typing")
-    (typing,) = [f for f in ben_hears.frames if f["type"] == "typing"]
+    await ben_on_two.until(lambda me: bool(typing_from(me, ana)), "ana typing, through Redis")
+    (typing,) = typing_from(ben_on_two, ana)
     assert typing["data"]["conversation_id"] == conversation
-    assert typing["data"]["by"]["handle"] == handle_of(ana)
+
+    # cyd's typing goes through Redis after ana's did: once it reached process one, so had
+    # any echo of ana's own publication, which process one must not deliver a second time
+    await cyd.typing((await cyd.start_conversation(handle_of(ben)))["id"])
+    await ben_on_one.until(lambda me: bool(typing_from(me, cyd)), "cyd typing, through Redis")
+    assert len(typing_from(ben_on_one, ana)) == 1
 
 
 async def presence_of(viewer: AsyncDirecto, handle: str) -> dict[str, Any]:

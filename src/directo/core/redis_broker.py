@@ -108,7 +108,10 @@ class RedisBroker(LocalBroker):
             batch = [await self._outbox.get()]
             while len(batch) < PUBLISH_BATCH_MAX and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
-            await self._guarded("publish", self._redis.publish(CHANNEL, self._encode(batch)))
+            await self._guarded("publish", self._publish(batch))
+
+    async def _publish(self, batch: list[Outgoing]) -> None:
+        await self._redis.publish(CHANNEL, self._encode(batch))
 
     def _encode(self, batch: list[Outgoing]) -> bytes:
         wake: set[str] = set()
@@ -136,7 +139,7 @@ class RedisBroker(LocalBroker):
                     if message["type"] == "subscribe":
                         delay = RECONNECT_MIN_SECONDS
                         self._succeeded("listen")
-                        self._wake_everyone()
+                        self._recover()
                     elif message["type"] == "message":
                         self._receive(message["data"])
             except (RedisError, OSError) as error:
@@ -147,10 +150,13 @@ class RedisBroker(LocalBroker):
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
-    def _wake_everyone(self) -> None:
+    def _recover(self) -> None:
         """After (re)subscribing: anything published meanwhile may be lost, so every local
-        subscriber re-reads its stream once."""
+        subscriber re-reads its stream once; and a restarted Redis has lost presence, so it
+        is written again now rather than at the next heartbeat."""
         self.deliver_wake(list(self._subs))
+        for account_id in self._open_streams:
+            self._mark_presence_changed(account_id)
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -225,9 +231,10 @@ class RedisBroker(LocalBroker):
     # -- failures: counted, and logged once per outage by kind, never with a payload ---------
 
     async def _guarded(self, operation: str, call: Awaitable[Any]) -> bool:
+        """Run ``call``; a failure is counted and logged, and never ends a background loop."""
         try:
             await call
-        except (RedisError, OSError) as error:
+        except Exception as error:
             self._failed(operation, error)
             return False
         self._succeeded(operation)
