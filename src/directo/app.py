@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from directo import __version__
@@ -46,6 +46,7 @@ class App:
         else:
             storage = storage_from_string("async+memory://")
         self.limiter = MovingWindowRateLimiter(storage)
+        self.send_limiter = FixedWindowRateLimiter(storage)  # cheaper: it is on the send path
         self.passwords = PasswordHasher(memory_cost=self.settings.argon2_memory_kib,
                                         time_cost=self.settings.argon2_time_cost)
         self._tasks: list[asyncio.Task[None]] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -14,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 
 from directo.accounts import rules, store
 from directo.conversations import store as conversation_store
+from directo.core import ratelimit
 from directo.core.db import Tx
-from directo.core.errors import Conflict, DirectoError, Invalid, NotFound, TooMany, Unauthorized
+from directo.core.errors import Conflict, DirectoError, Invalid, NotFound, Unauthorized
 from directo.core.ids import new_id, new_token
 from directo.core.timeutil import now_text
 from directo.events import store as event_store
@@ -68,9 +68,8 @@ async def _check_password(app: App, handle: str, account: Row | None, password: 
             (per_client, ("login-client", client)))
     for item, identifiers in keys:
         if not await app.limiter.test(item, *identifiers):
-            stats = await app.limiter.get_window_stats(item, *identifiers)
-            wait = int(stats.reset_time - time.time()) + 1
-            raise TooMany("too many failed logins; try again later", retry_after=wait)
+            raise await ratelimit.refuse(app.limiter, item, identifiers,
+                                         "too many failed logins; try again later")
     if not await _password_matches(app, account, password):
         for item, identifiers in keys:
             await app.limiter.hit(item, *identifiers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from limits import RateLimitItemPerMinute
 from sqlalchemy import Connection, Row
 
 from directo.accounts import store as account_store
@@ -14,7 +15,7 @@ from directo.brands import store as brand_store
 from directo.brands.service import audience
 from directo.conversations import rules, store
 from directo.conversations.views import Renderer
-from directo.core import cursors, metrics
+from directo.core import cursors, metrics, ratelimit
 from directo.core.db import Tx
 from directo.core.errors import Conflict, Forbidden, Invalid, NotFound
 from directo.core.ids import new_id
@@ -316,6 +317,8 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                reply_to: str | None) -> tuple[dict[str, Any], bool]:
     """Send a message; a repeated ``client_id`` answers with the original (``False``)."""
     text = rules.normalise_text(text)
+    await ratelimit.spend(app.send_limiter, RateLimitItemPerMinute(app.settings.sends_per_minute),
+                          ("send", actor_id), "you are sending messages too fast")
 
     def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
         conn = tx.conn
