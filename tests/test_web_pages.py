@@ -148,11 +148,15 @@ async def test_signup_errors_point_at_the_field(browser_like) -> None:
 async def test_forms_without_the_csrf_token_are_refused(browser_like) -> None:
     client = browser_like()
     await client.get("/login")  # gets the pre-login CSRF cookie
-    refused = await client.post("/signup", data={"handle": "ana", "password": PASSWORD,
-                                                 "display_name": "Ana"})
-    assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "csrf_failed"
+    for path in ("/signup", "/login"):
+        refused = await client.post(path, data={"handle": "ana", "password": PASSWORD,
+                                                "display_name": "Ana"})
+        assert refused.status_code == 403
+        assert "Your session form expired. Please try again." in refused.text
+        assert "directo_session" not in refused.headers.get("set-cookie", "")
+    assert (await client.get("/api/v1/accounts/ana")).status_code == 401
     assert (await sign_up(client, "ben")).status_code == 303
+    assert (await client.get("/api/v1/accounts/ana")).status_code == 404  # never created
     forged = await client.post("/settings", data={"csrf_token": "forged", "display_name": "X",
                                                   "dm_policy": "nobody", "language": "en"})
     assert forged.status_code == 403 and forged.json()["error"]["code"] == "csrf_failed"

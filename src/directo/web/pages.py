@@ -124,12 +124,14 @@ async def login_page(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     visitor = await _visitor(request)
-    form = await _checked_form(visitor)
+    form = await _form(request)
     try:
+        session.check_csrf(visitor.csrf, form.get(session.CSRF_FIELD))
         token, _ = await accounts.login(visitor.app, form.get("handle", ""),
                                         form.get("password", ""), _client(request))
     except DirectoError as error:
-        return visitor.render("login.html", status=error.status, form=form,
+        return visitor.render("login.html", status=error.status,
+                              form={"handle": form.get("handle", "")},
                               error=visitor.t(_error_key(error)))
     return _logged_in(visitor, token)
 
@@ -142,6 +144,7 @@ async def signup_page(request: Request) -> Response:
     return visitor.render("signup.html", form={}, errors={})
 
 
+# a refused form is shown again with the message next to the field it is about
 SIGNUP_FIELD_OF_ERROR = {"invalid_handle": "handle", "handle_taken": "handle",
                          "weak_password": "password", "invalid_display_name": "display_name"}
 
@@ -149,9 +152,10 @@ SIGNUP_FIELD_OF_ERROR = {"invalid_handle": "handle", "handle_taken": "handle",
 @router.post("/signup")
 async def signup(request: Request) -> Response:
     visitor = await _visitor(request)
-    form = await _checked_form(visitor)
+    form = await _form(request)
     handle, password = form.get("handle", ""), form.get("password", "")
     try:
+        session.check_csrf(visitor.csrf, form.get(session.CSRF_FIELD))
         await accounts.create_account(visitor.app, handle, password,
                                       form.get("display_name", ""), "person")
         token, _ = await accounts.login(visitor.app, handle, password, _client(request))
