@@ -1,5 +1,6 @@
-"""A 201 means committed: ``kill -9`` of a real server loses no acknowledged message, leaves
-the store consistent, and a client's event stream resumes across the restart without gaps."""
+"""A 201 means committed: ``kill -9`` of a real server (SQLite or PostgreSQL) loses no
+acknowledged message and leaves the store consistent, and a client's event stream resumes
+across the restart without gaps."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,13 +88,14 @@ async def _all_messages(sdk: AsyncDirecto, conversation_id: str) -> list[dict[st
         before = page["items"][0]["id"]
 
 
-def _check_store(database: Path) -> dict[str, int]:
+def _check_store(url: str) -> dict[str, int]:
     """Invariants of the stored state; returns the number of messages per conversation."""
-    engine = create_engine(f"sqlite:///{database}")
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
-            assert list(conn.execute(text("PRAGMA foreign_key_check"))) == []
+            if url.startswith("sqlite"):
+                assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+                assert list(conn.execute(text("PRAGMA foreign_key_check"))) == []
             counts = {}
             for conversation in conn.execute(select(conversations)):
                 seqs = list(conn.execute(
@@ -124,9 +125,24 @@ async def _close(sdks: list[AsyncDirecto]) -> None:
         await sdk.close()
 
 
+@pytest.fixture
+def postgres_database(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """An emptied PostgreSQL database for the server under test; None: SQLite."""
+    if backend == "sqlite":
+        return None
+    url = request.getfixturevalue("settings_factory")().database_url
+    assert url is not None
+    return str(url)
+
+
 async def test_kill_9_mid_stream_loses_no_acknowledged_message(
-        server_factory: Callable[..., Server]) -> None:
-    server = server_factory()
+        server_factory: Callable[..., Server], postgres_database: str | None) -> None:
+    if postgres_database is None:
+        server = server_factory()
+        database_url = f"sqlite:///{server.data_dir / 'directo.db'}"
+    else:
+        server = server_factory(DIRECTO_DATABASE_URL=postgres_database)
+        database_url = postgres_database
     sdks = await _accounts(server)
     sends: list[Send] = []
     senders = []
@@ -152,7 +168,7 @@ async def test_kill_9_mid_stream_loses_no_acknowledged_message(
     assert in_doubt, "the kill should have caught sends in flight"
 
     server.start()  # the same data directory and port
-    counts = _check_store(server.data_dir / "directo.db")
+    counts = _check_store(database_url)
     stored = {message["id"]: message for conversation_id, reader in readers.items()
               for message in await _all_messages(reader, conversation_id)}
     for send in acked:
@@ -171,7 +187,7 @@ async def test_kill_9_mid_stream_loses_no_acknowledged_message(
         retry = await send.post()
         assert retry.status_code in (200, 201)
         assert retry.json()["text"] == send.text
-    after_retries = _check_store(server.data_dir / "directo.db")
+    after_retries = _check_store(database_url)
     assert sum(after_retries.values()) == len(sends)
     await _close(list(dict.fromkeys(s.device for s in sends)))
 
