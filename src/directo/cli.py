@@ -136,9 +136,11 @@ def keys_generate() -> None:
 def keys_rotate(data_dir: DataDir = None) -> None:
     """Re-wrap every conversation key under a new master key.
 
-    With the data directory's key file, a new key is generated and the old one removed once
-    nothing needs it. With DIRECTO_MASTER_KEY, set it to the new key and list the old one in
-    DIRECTO_PREVIOUS_MASTER_KEYS while this runs.
+    With the data directory's key file (stop the server first: it holds the old key only), a
+    new key is generated and the old one removed once nothing needs it. With
+    DIRECTO_MASTER_KEY, without downtime: restart every server with the new key in
+    DIRECTO_MASTER_KEY and the old one in DIRECTO_PREVIOUS_MASTER_KEYS, run this with the same
+    two settings, then drop DIRECTO_PREVIOUS_MASTER_KEYS.
     """
     from directo.conversations.service import rewrap_keys
 
