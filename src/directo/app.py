@@ -20,7 +20,7 @@ from directo.core import metrics
 from directo.core.broker import LocalBroker
 from directo.core.crypto import load_keyring
 from directo.core.db import Database
-from directo.core.http import AccessLog, BodyLimit, install_error_handlers
+from directo.core.http import AccessLog, BodyLimit, install_api_docs, install_error_handlers
 
 log = logging.getLogger("directo")
 
@@ -95,9 +95,10 @@ def build_asgi(app: App) -> FastAPI:
             await app.stop()
 
     api = FastAPI(title="Directo", version=__version__, description=API_DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     api.state.directo = app
     install_error_handlers(api)
+    install_api_docs(api)
     for router in (accounts_router, brands_router, conversations_router, events_router,
                    presence_router):
         api.include_router(router)

@@ -60,6 +60,8 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> Response:
+        if isinstance(error.__cause__, _BodyTooLarge):  # FastAPI wraps what reading raised
+            return _too_large(error.__cause__.limit)
         code = _STATUS_CODES.get(error.status_code, "error")
         message = error.detail if isinstance(error.detail, str) else code
         return JSONResponse(error_body(code, message), status_code=error.status_code,
@@ -84,7 +86,7 @@ class BodyLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _too_large(self.limit, scope, receive, send)
+                await _too_large(self.limit)(scope, receive, send)
                 return
         seen = 0
 
@@ -93,22 +95,24 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _BodyTooLarge()
+                raise _BodyTooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, limited, send)
         except _BodyTooLarge:
-            await _too_large(self.limit, scope, receive, send)
+            await _too_large(self.limit)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
-    pass
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
 
 
-async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+def _too_large(limit: int) -> JSONResponse:
     body = error_body("body_too_large", f"request bodies are limited to {limit} bytes")
-    await JSONResponse(body, status_code=413)(scope, receive, send)
+    return JSONResponse(body, status_code=413)
 
 
 class AccessLog:
@@ -140,3 +144,21 @@ class AccessLog:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("%s %s %d %.1fms", scope["method"], path, status,
                                 elapsed * 1000)
+
+
+def install_api_docs(api: FastAPI) -> None:
+    """Swagger UI at ``/docs``, served from the installed ``swagger-ui-bundle-v2`` package
+    rather than FastAPI's default CDN: a self-hosted server must not make its visitors'
+    browsers fetch code from elsewhere."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    api.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=api.openapi_url or "/openapi.json", title=f"{api.title} API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="data:,")
