@@ -4,8 +4,10 @@ environment's key taking precedence, key rotation, and unsend destroying the tex
 from __future__ import annotations
 
 import stat
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,21 @@ async def test_key_file_is_private_and_the_environment_key_overrides_it(tmp_path
     assert crypto.read_key_file(data_dir / crypto.KEY_FILE) == [file_key]
     assert await _texts(data_dir, conversation_id, master_key=env_key) == [None]
     assert await _texts(data_dir, conversation_id) == ["under the file key"]
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    starters = 16
+    barrier = threading.Barrier(starters)
+
+    def start(_: int) -> str:
+        barrier.wait()
+        return crypto.load_keyring(None, None, tmp_path).primary_id
+
+    with ThreadPoolExecutor(starters) as pool:
+        primary_ids = set(pool.map(start, range(starters)))
+    [key] = crypto.read_key_file(tmp_path / crypto.KEY_FILE)
+    assert primary_ids == {crypto.key_id(key)}
+    assert [path.name for path in tmp_path.iterdir()] == [crypto.KEY_FILE]
 
 
 @pytest.mark.slow

@@ -103,16 +103,50 @@ def read_key_file(path: Path) -> list[bytes]:
     return [decode_key(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_key_file(path: Path, keys: list[bytes]) -> None:
-    """Write keys (primary first) atomically, readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(path: Path, keys: list[bytes]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("".join(encode_key(k) + "\n" for k in keys))
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    """Make a rename or link in ``path`` durable: without it, a power cut can bring back the
+    old key file after the database already depends on the new one."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def write_key_file(path: Path, keys: list[bytes]) -> None:
+    """Replace the key file (primary key first) atomically, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    _write_private(tmp, keys)
     os.replace(tmp, path)
+    _sync_directory(path.parent)
+
+
+def create_key_file(path: Path) -> None:
+    """Create the key file with a fresh key unless it exists. Processes starting together on
+    a new data directory all end up with the one key that was linked first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    _write_private(tmp, [secrets.token_bytes(KEY_BYTES)])
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    _sync_directory(path.parent)
 
 
 def load_keyring(master_key: str | None, previous: str | None, data_dir: Path) -> Keyring:
@@ -122,7 +156,7 @@ def load_keyring(master_key: str | None, previous: str | None, data_dir: Path) -
         return Keyring(decode_key(master_key), older)
     path = data_dir / KEY_FILE
     if not path.exists():
-        write_key_file(path, [secrets.token_bytes(KEY_BYTES)])
+        create_key_file(path)
     keys = read_key_file(path)
     if not keys:
         raise MasterKeyError(f"{path} holds no key")
