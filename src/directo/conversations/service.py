@@ -39,7 +39,7 @@ class Access:
 def _access(conn: Connection, actor_id: str, conversation_id: str) -> Access:
     """Participants, and members of a participating brand, reach a conversation; to everyone
     else it does not exist."""
-    conversation = store.by_id(conn, conversation_id) if len(conversation_id) <= 40 else None
+    conversation = store.by_id(conn, conversation_id)
     if conversation is None:
         raise NotFound("conversation")
     pair = (conversation.a_id, conversation.b_id)
@@ -98,7 +98,7 @@ def _facts(app: App, conn: Connection, side_id: str, peer_account: Row, peer_sta
 
 
 def _message_in(conn: Connection, actor_id: str, message_id: str) -> tuple[Row, Access]:
-    message = store.message_by_id(conn, message_id) if len(message_id) <= 40 else None
+    message = store.message_by_id(conn, message_id)
     if message is None:
         raise NotFound("message")
     try:
@@ -162,15 +162,22 @@ async def get(app: App, actor_id: str, conversation_id: str) -> dict[str, Any]:
     return await app.db.read(read)
 
 
+def _list_position(cursor: str) -> tuple[bool, str, str]:
+    """Where a page of conversations resumes: (pinned, sort_at, conversation id)."""
+    try:
+        pinned, sort_at, conversation_id = cursors.decode("conversations", cursor)
+        from_text(sort_at)
+        well_formed = isinstance(pinned, bool) and store.is_id(conversation_id)
+    except (TypeError, ValueError, AttributeError):
+        well_formed = False
+    if not well_formed:
+        raise cursors.BadCursor()
+    return pinned, sort_at, conversation_id
+
+
 async def list_page(app: App, actor_id: str, as_handle: str | None, folder: str, limit: int,
                     cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    after = None
-    if cursor:
-        value = cursors.decode("conversations", cursor)
-        if not (isinstance(value, list) and len(value) == 3
-                and all(isinstance(v, str | bool) for v in value)):
-            raise cursors.BadCursor()
-        after = (bool(value[0]), str(value[1]), str(value[2]))
+    after = _list_position(cursor) if cursor else None
 
     def read(conn: Connection) -> tuple[list[dict[str, Any]], str | None]:
         side = _acting_side(conn, actor_id, as_handle)
@@ -248,7 +255,7 @@ async def mark_read(app: App, actor_id: str, conversation_id: str,
                     message_id: str) -> dict[str, Any]:
     def tx(tx: Tx) -> dict[str, Any]:
         access = _access(tx.conn, actor_id, conversation_id)
-        message = store.message_by_id(tx.conn, message_id) if len(message_id) <= 40 else None
+        message = store.message_by_id(tx.conn, message_id)
         if message is None or message.conversation_id != conversation_id:
             raise NotFound("message")
         if message.seq > access.me.last_read_seq:
@@ -270,8 +277,7 @@ async def report(app: App, actor_id: str, conversation_id: str, reason: str,
     def tx(tx: Tx) -> str:
         _access(tx.conn, actor_id, conversation_id)
         if message_id is not None:
-            message = store.message_by_id(tx.conn, message_id) if len(message_id) <= 40 \
-                else None
+            message = store.message_by_id(tx.conn, message_id)
             if message is None or message.conversation_id != conversation_id:
                 raise NotFound("message")
         report_id = new_id("rep")
@@ -343,7 +349,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                                                 access.peer.state,
                                                 access.me.sent_while_pending))
         if reply_to is not None:
-            quoted = store.message_by_id(conn, reply_to) if len(reply_to) <= 40 else None
+            quoted = store.message_by_id(conn, reply_to)
             if quoted is None or quoted.conversation_id != conversation_id:
                 raise Invalid("invalid_reply_to", "reply_to must be a message of this conversation")
         if access.me.state in ("request", "declined"):
@@ -393,7 +399,7 @@ async def list_messages(app: App, actor_id: str, conversation_id: str, before: s
         seqs: dict[str, int | None] = {"before": None, "after": None}
         for name, anchor_id in (("before", before), ("after", after)):
             if anchor_id is not None:
-                anchor = store.message_by_id(conn, anchor_id) if len(anchor_id) <= 40 else None
+                anchor = store.message_by_id(conn, anchor_id)
                 if anchor is None or anchor.conversation_id != conversation_id:
                     raise Invalid("invalid_anchor", f"{name} must be a message of this "
                                   "conversation")

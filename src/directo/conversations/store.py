@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,8 @@ from sqlalchemy import (
 
 from directo.core.db import metadata
 from directo.core.prepared import Prepared
+
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 conversations = Table(
     "conversations", metadata,
@@ -115,8 +118,14 @@ def by_pair(conn: Connection, a_id: str, b_id: str) -> Row | None:
 _BY_ID = Prepared(select(conversations).where(conversations.c.id == bindparam("id")))
 
 
+def is_id(value: str) -> bool:
+    """Whether ``value`` is shaped like an id we issue. Anything else is simply not found,
+    without asking the database (PostgreSQL refuses text with NUL bytes)."""
+    return _ID_SHAPE.fullmatch(value) is not None
+
+
 def by_id(conn: Connection, conversation_id: str) -> Row | None:
-    return _BY_ID.first(conn, id=conversation_id)
+    return _BY_ID.first(conn, id=conversation_id) if is_id(conversation_id) else None
 
 
 def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id: str,
@@ -184,7 +193,7 @@ def record_received(conn: Connection, conversation_id: str, recipient_id: str, s
 def next_seq(conn: Connection, conversation_id: str) -> int | None:
     """Take the conversation's next sequence number (on PostgreSQL this locks its row, so
     sequence order is commit order); None if there is no such conversation."""
-    if len(conversation_id) > 40:
+    if not is_id(conversation_id):
         return None
     found = _NEXT_SEQ.scalar(conn, id=conversation_id)
     return None if found is None else int(found)
@@ -194,7 +203,7 @@ _MESSAGE = Prepared(select(messages).where(messages.c.id == bindparam("id")))
 
 
 def message_by_id(conn: Connection, message_id: str) -> Row | None:
-    return _MESSAGE.first(conn, id=message_id)
+    return _MESSAGE.first(conn, id=message_id) if is_id(message_id) else None
 
 
 def messages_by_ids(conn: Connection, message_ids: Iterable[str]) -> dict[str, Row]:
