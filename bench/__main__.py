@@ -17,7 +17,7 @@ from rich.console import Console
 
 from bench import connections, deliver, growth, inbox, resume, send
 from bench.context import Context
-from bench.figures import Figure, Run
+from bench.figures import Figure, Run, Target
 from bench.server import raise_fd_limit, start_baseline
 
 BENCHMARKS: dict[str, Callable[[Context], Awaitable[list[Figure]]]] = {
@@ -52,7 +52,13 @@ async def run_all(args: argparse.Namespace, console: Console) -> Run:
             for name in args.names or BENCHMARKS:
                 console.print(f"[bold]{name}[/bold] ...")
                 began = time.monotonic()
-                figures = await BENCHMARKS[name](ctx)
+                try:
+                    figures = await BENCHMARKS[name](ctx)
+                except Exception as error:  # one broken benchmark still leaves the others'
+                    console.print_exception()
+                    result.details.setdefault("errors", {})[name] = repr(error)
+                    figures = [Figure(name, "did not complete (see details.errors)", 1,
+                                      "error", None, Target("<", 1))]
                 result.figures += figures
                 console.print(f"  {name}: {len(figures)} figures in "
                               f"{time.monotonic() - began:.0f} s")

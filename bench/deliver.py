@@ -16,7 +16,7 @@ import websockets
 
 from bench.context import Context
 from bench.figures import Figure, Target
-from bench.load import ConnectionPool, LoadResult, http_request, open_loop
+from bench.load import ConnectionPool, HttpError, LoadResult, http_request, open_loop
 from bench.seed import Pairs, Seeder, seed_pairs
 from bench.server import HOST, Deployment
 
@@ -70,7 +70,10 @@ async def measure(routes: list[Route], text_of: TextOf, rate: float,
     async def fire(number: int) -> None:
         route = routes[number % len(routes)]
         began = sent_at[number] = time.perf_counter()
-        status, _ = await route.pool.request(route.request(numbered_text(number)))
+        try:
+            status, _ = await route.pool.request(route.request(numbered_text(number)))
+        except HttpError:
+            status = 0
         if status in (200, 201):
             sent.latencies.append(time.perf_counter() - began)
         else:

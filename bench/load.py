@@ -90,6 +90,10 @@ class HttpConnection(asyncio.Protocol):
         self._transport.write(raw)
         return await self._waiter
 
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -104,6 +108,8 @@ class ConnectionPool:
         self._all: list[HttpConnection] = []
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
+        while self._idle and not self._idle[-1].is_open:  # the server ended its keep-alive
+            self._all.remove(self._idle.pop())
         conn = self._idle.pop() if self._idle else await self._open()
         try:
             answer = await conn.request(raw)
