@@ -444,13 +444,18 @@
       const flag = (name, on, off) => action(c[name] ? off : on,
         () => this.setFlag(name, !c[name]),
         { "aria-pressed": c[name] ? "true" : "false", "data-flag": name });
-      $("thread-actions").replaceChildren(
+      const report = action("report", () => this.openReport());
+      if (isRequest) { // the request panel answers it; only reporting is added here
+        $("thread-actions").replaceChildren(report);
+        return;
+      }
+      $("thread-actions").replaceChildren(...[
         flag("pinned", "pin", "unpin"),
         flag("muted", "mute", "unmute"),
         c.state === "accepted" ? flag("archived", "archive", "unarchive") : null,
         action("block", () => this.block(), { class: "danger" }),
-        action("report", () => this.openReport()),
-      );
+        report,
+      ].filter(Boolean));
     }
 
     async setFlag(name, value) {
@@ -670,7 +675,7 @@
           message.edited_at && !unsent ? ` · ${t("thread.edited")}` : null));
       const node = el("li", { class: mine ? "message mine" : "message", id: `m-${message.id}`, "data-message": message.id },
         el("span", { class: "visually-hidden" }, `${message.sender_label}: `), bubble);
-      if (!unsent) node.append(...this.menuNodes(message));
+      if (!unsent && this.conversation.state !== "request") node.append(...this.menuNodes(message));
       if (message.reactions.length) node.append(this.reactionsNode(message));
       if (receipt) node.append(el("p", { class: "receipt", "data-receipt": receipt === t("thread.seen") ? "seen" : "sent" }, receipt));
       return node;
