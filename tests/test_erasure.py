@@ -180,3 +180,38 @@ async def test_erasure_cuts_off_the_accounts_open_stream(server_factory) -> None
                     assert json.loads(await ws.recv())["type"] != "message.created"
     await _refused_or_closed(url, token)
     await ana.close()
+
+
+async def test_guessing_the_password_to_erase_is_rate_limited(signup) -> None:
+    ana = await signup("ana")
+    for _ in range(5):
+        with pytest.raises(DirectoAPIError) as wrong:
+            await ana.erase_account("a guess at it")
+        assert wrong.value.status == 401
+    with pytest.raises(DirectoAPIError) as limited:
+        await ana.erase_account(PASSWORD)
+    assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+    assert (await ana.me())["handle"] == "ana"
+
+
+async def test_erasing_a_brand_leaves_its_team_and_customers_working(signup) -> None:
+    brand, agent, customer = await signup("shop", "brand"), await signup("sara"), \
+        await signup("carl")
+    await brand.add_member("shop", "sara", "agent")
+    await agent.poll(timeout=0)
+    before = agent.cursor
+    conversation_id = (await customer.start_conversation("shop"))["id"]
+    await customer.send(conversation_id, "hello shop")
+    await agent.send(conversation_id, "hello carl")
+    await customer.poll(timeout=0)
+    await brand.erase_account(PASSWORD)
+
+    assert (await agent.me())["brands"] == []
+    assert "hello" not in str(await agent.poll(after=before, timeout=0))
+    assert (await customer.conversations())["items"] == []
+    [removed] = (await customer.poll(timeout=0))["events"]
+    assert removed["type"] == "conversation.removed"
+    assert removed["data"]["conversation_id"] == conversation_id
+    with pytest.raises(DirectoAPIError) as gone:
+        await customer.messages(conversation_id)
+    assert gone.value.status == 404
