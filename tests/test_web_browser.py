@@ -377,3 +377,37 @@ def test_brand_member_switches_inboxes_on_a_phone(server_factory, person) -> Non
     log_in(carla, server, "carla")
     carla.goto(f"{server.url}/c/{conversation['id']}")
     expect(message(carla, "arrives tomorrow").locator(".label")).to_have_text("Sofía · Acme")
+
+
+def test_requests_declined_blocked_and_conversations_reported(server_factory, person) -> None:
+    server = server_factory()
+    ana_token = account(server, "ana", "Ana Costa")
+    ids = {}
+    for handle in ("spammer", "pest"):
+        token = account(server, handle, handle.title())
+        ids[handle] = api(server, token, "POST", "/conversations", {"with": "ana"})["id"]
+        api(server, token, "POST", f"/conversations/{ids[handle]}/messages",
+            {"client_id": "hi", "text": f"buy now from {handle}"})
+
+    ana = person()
+    log_in(ana, server, "ana")
+    ana.goto(f"{server.url}/c/{ids['spammer']}")
+    ana.get_by_role("button", name="Report").click()
+    dialog = ana.get_by_role("dialog", name="Report this conversation")
+    dialog.get_by_label("What is wrong?").fill("Unwanted advertising")
+    dialog.get_by_role("button", name="Send report").click()
+    expect(dialog).to_be_hidden()
+    expect(ana.locator("#thread-note")).to_have_text("Thank you. Our team will review it.")
+
+    ana.get_by_role("button", name="Decline").click()
+    expect(ana).to_have_url(f"{server.url}/?folder=requests")
+    row = ana.locator("#conversation-list a")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Pest")
+    row.click()
+    ana.get_by_role("button", name="Block").click()  # the confirmation is accepted
+    expect(ana).to_have_url(f"{server.url}/?folder=inbox")
+    blocked = api(server, ana_token, "GET", "/me/blocked")
+    assert [item["handle"] for item in blocked["items"]] == ["pest"]
+    ana.goto(f"{server.url}/?folder=requests")
+    expect(ana.locator("#list-empty")).to_be_visible()

@@ -336,6 +336,7 @@
       this.clientId = null;
       this.typingTimer = null;
       this.lastTypingSent = 0;
+      this.lastMarked = null;
       this.box = $("messages");
       this.bind();
     }
