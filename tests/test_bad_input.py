@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from directo.core import cursors
 from tests.helpers import database_snapshot, friends
 
@@ -177,4 +175,3 @@ async def test_the_error_never_echoes_the_token(client) -> None:
     secret = "tok_" + "s3cr3t" * 10
     response = await sdk.http.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 401 and secret not in response.text
-    assert isinstance(sdk.http, httpx.AsyncClient)

@@ -119,8 +119,7 @@ PROBES: dict[tuple[str, str], list[Probe]] = {
     ("GET", "/metrics"): [Probe("/metrics", **MINE)],
     ("GET", "/openapi.json"): [Probe("/openapi.json", **MINE)],
     ("GET", "/docs"): [Probe("/docs", **MINE)],
-    ("GET", "/docs/oauth2-redirect"): [Probe("/docs/oauth2-redirect", **MINE)],
-    ("GET", "/redoc"): [Probe("/redoc", **MINE)],
+    ("MOUNT", "/docs/assets"): [Probe("/docs/assets/{conversation}.js", **MINE)],
     ("MOUNT", "/static"): [Probe("/static/{conversation}.js", **MINE)],
 }
 
