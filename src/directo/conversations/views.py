@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row
 
 from directo.accounts import store as account_store
 from directo.conversations import rules, store
@@ -63,11 +63,10 @@ class Renderer:
         return row
 
     def _load_conversations(self, ids: set[str]) -> None:
-        missing = ids - self._conversations.keys()
-        if missing:
-            query = select(store.conversations).where(store.conversations.c.id.in_(missing))
-            for row in self.conn.execute(query):
-                self._conversations[row.id] = row
+        for conversation_id in ids - self._conversations.keys():
+            row = store.by_id(self.conn, conversation_id)
+            if row is not None:
+                self._conversations[conversation_id] = row
 
     def text_of(self, message: Row) -> str | None:
         if message.body is None:

@@ -4,12 +4,12 @@ stored references into what clients see."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Row
 
 from directo.brands import store as brand_store
@@ -100,7 +100,7 @@ def render(conn: Connection, app: App, rows: list[Row],
     out: replaying an old cursor must not reopen a conversation they lost access to."""
     renderer = Renderer(conn, app.keyring)
     parsed = [(row, data) for row in rows
-              if "as" not in (data := json.loads(row.data)) or data["as"] in sides]
+              if "as" not in (data := orjson.loads(row.data)) or data["as"] in sides]
     message_ids = {data["message_id"] for row, data in parsed if row.type.startswith("message.")}
     found = conversation_store.messages_by_ids(conn, message_ids)
     rendered: dict[tuple[str, str], dict[str, Any]] = {}

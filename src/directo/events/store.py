@@ -7,10 +7,10 @@ order: a reader that has seen seq N can never later find a new event below N.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Connection,
@@ -71,7 +71,7 @@ def open_stream(conn: Connection, account_id: str) -> None:
 
 def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any]) -> None:
     """Append one event to each account's stream (references only: never message text)."""
-    payload = json.dumps(data, separators=(",", ":"))
+    payload = orjson.dumps(data).decode()
     at = now_text()
     for account_id in dict.fromkeys(account_ids):
         seq = _NEXT_SEQ.scalar(tx.conn, account_id=account_id)
