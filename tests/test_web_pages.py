@@ -187,6 +187,16 @@ async def test_cookie_session_needs_the_csrf_header_for_changes(browser_like, si
     assert started.status_code == 201
 
 
+async def test_malformed_forms_get_a_clear_error(browser_like) -> None:
+    client = browser_like()
+    token = form_csrf((await client.get("/login")).text)
+    flood = "&".join(f"f{n}=x" for n in range(50))
+    response = await client.post("/login", content=f"csrf_token={token}&{flood}",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_form"
+
+
 async def test_logout_ends_the_session_on_the_server(browser_like) -> None:
     client = browser_like()
     await sign_up(client, "ana")

@@ -7,10 +7,10 @@ list and the thread from the JSON API and keeps them live over the event stream.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Row
@@ -58,7 +58,7 @@ class Visitor:
         return i18n.translate(self.language, key, **values)
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
-        context.update(visitor=self, t=self.t, lang=self.language, languages=i18n.LANGUAGES,
+        context.update(t=self.t, lang=self.language, languages=i18n.LANGUAGES,
                        csrf=self.csrf, me=self.account)
         response = templates.TemplateResponse(self.request, template, context,
                                               status_code=status)
@@ -82,7 +82,10 @@ async def _visitor(request: Request) -> Visitor:
 async def _form(request: Request) -> dict[str, str]:
     """An urlencoded form body (the body size is already capped by ``BodyLimit``)."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+    except ValueError as error:
+        raise DirectoError("invalid_form", "this form has too many fields") from error
 
 
 def _redirect(path: str) -> RedirectResponse:
@@ -239,13 +242,13 @@ def _config(visitor: Visitor, **extra: Any) -> dict[str, Any]:
 
 
 @router.get("/")
-async def home(request: Request, folder: str = "inbox") -> Response:
+async def home(request: Request, folder: str = "inbox",
+               as_: Annotated[str | None, Query(alias="as")] = None) -> Response:
     visitor = await _visitor(request)
     if visitor.account is None:
         return _redirect("/login")
     sides = await _sides(visitor)
-    side = next((s for s in sides if s.handle == (request.query_params.get("as") or
-                                                  visitor.account.handle)), None)
+    side = next((s for s in sides if s.handle == (as_ or visitor.account.handle)), None)
     if side is None or folder not in FOLDERS:
         return visitor.render("missing.html", status=404)
     as_handle = None if side.id == visitor.account.id else side.handle

@@ -254,7 +254,8 @@
       const message = item.last_message;
       if (!message) return "";
       const text = message.text === null ? t("thread.unsent") : message.text.split("\n")[0];
-      if (message.sender.id === item.as.id) return t("list.you", { text });
+      const byMe = (message.author || message.sender).id === config.me.id;
+      if (byMe) return t("list.you", { text });
       return message.author ? `${message.author.display_name}: ${text}` : text;
     },
 
