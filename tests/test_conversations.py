@@ -193,3 +193,27 @@ async def test_report_is_stored(signup, app) -> None:
     assert [(r["reason"], r["message_text"]) for r in found] == [("spam",
                                                                   "buy cheap followers")]
     await refused(ben.report(conversation["id"], "   "), 422, "invalid_reason")
+
+
+async def test_reading_a_request_is_private_until_accepted(signup) -> None:
+    ana, ben = await signup("ana"), await signup("ben")
+    conversation = await ana.start_conversation("ben")
+    message = await ana.send(conversation["id"], "hi, a stranger here")
+    cursor = (await ana.poll(timeout=0))["cursor"]
+    await ben.mark_read(conversation["id"], message["id"])
+    assert (await ana.conversation(conversation["id"]))["peer_last_read_message_id"] is None
+    assert (await ana.poll(after=cursor, timeout=0))["events"] == []
+    await ben.accept(conversation["id"])
+    assert (await ana.conversation(conversation["id"]))["peer_last_read_message_id"] \
+        == message["id"]
+
+
+async def test_declining_twice_tells_nobody_twice(signup) -> None:
+    ana, ben = await signup("ana"), await signup("ben")
+    conversation = await ana.start_conversation("ben")
+    await ana.send(conversation["id"], "hi")
+    await ben.decline(conversation["id"])
+    cursor = (await ben.poll(timeout=0))["cursor"]
+    again = await ben.decline(conversation["id"])
+    assert again["folder"] is None
+    assert (await ben.poll(after=cursor, timeout=0))["events"] == []

@@ -98,8 +98,9 @@ def check_emoji(value: str) -> str:
 
 def check_edit_window(created_at: datetime, now: datetime, window_seconds: int) -> None:
     if now - created_at > timedelta(seconds=window_seconds):
-        raise Forbidden("edit_window_closed",
-                        f"messages can be edited for {window_seconds // 60} minutes")
+        window = (f"{window_seconds // 60} minutes" if window_seconds % 60 == 0
+                  else f"{window_seconds} seconds")
+        raise Forbidden("edit_window_closed", f"messages can be edited for {window}")
 
 
 def folder_of(state: str, archived: bool) -> str | None:

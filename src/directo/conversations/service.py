@@ -232,8 +232,9 @@ async def decline(app: App, actor_id: str, conversation_id: str) -> dict[str, An
         access = _access(tx.conn, actor_id, conversation_id)
         if access.me.state not in ("request", "declined"):
             raise Conflict("not_a_request", "there is no request to decline")
-        store.update_participant(tx.conn, conversation_id, access.side, state="declined")
-        _own(tx, access, "conversation.declined", {"conversation_id": conversation_id})
+        if access.me.state == "request":  # declining again changes nothing, tells nobody
+            store.update_participant(tx.conn, conversation_id, access.side, state="declined")
+            _own(tx, access, "conversation.declined", {"conversation_id": conversation_id})
         return _view(app, tx.conn, access.side, conversation_id)
 
     return await app.db.write(tx)
@@ -263,8 +264,10 @@ async def mark_read(app: App, actor_id: str, conversation_id: str,
             store.update_participant(tx.conn, conversation_id, access.side,
                                      last_read_seq=message.seq,
                                      last_read_message_id=message.id, unread=unread)
-            _both(tx, access, "conversation.read", {"conversation_id": conversation_id,
-                                                    "by": access.side, "message_id": message.id})
+            # reading a request is private: the sender learns nothing until it is accepted
+            tell = _both if access.me.state == "accepted" else _own
+            tell(tx, access, "conversation.read", {"conversation_id": conversation_id,
+                                                   "by": access.side, "message_id": message.id})
         return _view(app, tx.conn, access.side, conversation_id)
 
     return await app.db.write(tx)
@@ -323,8 +326,11 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                reply_to: str | None) -> tuple[dict[str, Any], bool]:
     """Send a message; a repeated ``client_id`` answers with the original (``False``)."""
     text = rules.normalise_text(text)
-    await ratelimit.spend(app.send_limiter, RateLimitItemPerMinute(app.settings.sends_per_minute),
-                          ("send", actor_id), "you are sending messages too fast")
+    if await app.db.read(store.message_by_client_id, actor_id, client_id) is None:
+        # a retry of a stored message is answered whatever the budget says
+        await ratelimit.spend(app.send_limiter,
+                              RateLimitItemPerMinute(app.settings.sends_per_minute),
+                              ("send", actor_id), "you are sending messages too fast")
 
     def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
         conn = tx.conn

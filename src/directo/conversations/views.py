@@ -164,7 +164,9 @@ class Renderer:
                 "unread_count": p.unread,
                 "last_message": last_message,
                 "last_activity_at": p.sort_at,
-                "peer_last_read_message_id": peer.last_read_message_id,
+                # a request read by its recipient shows no receipt until it is accepted
+                "peer_last_read_message_id": (peer.last_read_message_id
+                                              if peer.state == "accepted" else None),
                 "awaiting_acceptance": peer.state != "accepted",
                 "created_at": conversation.created_at,
             })
