@@ -406,8 +406,30 @@ def test_requests_declined_blocked_and_conversations_reported(server_factory, pe
     expect(row).to_contain_text("Pest")
     row.click()
     ana.get_by_role("button", name="Block").click()  # the confirmation is accepted
-    expect(ana).to_have_url(f"{server.url}/?folder=inbox")
+    expect(ana).to_have_url(f"{server.url}/?folder=requests")
+    expect(ana.locator("#list-empty")).to_be_visible()
     blocked = api(server, ana_token, "GET", "/me/blocked")
     assert [item["handle"] for item in blocked["items"]] == ["pest"]
-    ana.goto(f"{server.url}/?folder=requests")
-    expect(ana.locator("#list-empty")).to_be_visible()
+
+
+def test_block_and_unblock_from_the_conversation_header(server_factory, person) -> None:
+    server = server_factory()
+    ana_token = account(server, "ana", "Ana Costa")
+    account(server, "ben", "Ben Ito")
+    conversation = api(server, ana_token, "POST", "/conversations", {"with": "ben"})
+
+    ana = person()
+    log_in(ana, server, "ana")
+    ana.goto(f"{server.url}/c/{conversation['id']}")
+    ana.get_by_role("button", name="Block").click()
+    expect(ana.locator("#thread-note")).to_have_text("You blocked this account.")
+    ana.get_by_label("Message", exact=True).fill("still there?")
+    ana.keyboard.press("Enter")
+    expect(ana.locator("#composer-error")).to_have_text(
+        "Unblock this account before messaging it.")
+    expect(message(ana, "still there?")).to_have_count(0)
+    ana.get_by_role("button", name="Unblock").click()
+    expect(ana.locator("#thread-note")).not_to_contain_text("blocked")
+    ana.get_by_role("button", name="Send").click()
+    expect(message(ana, "still there?")).to_be_visible()
+    assert api(server, ana_token, "GET", "/me/blocked")["items"] == []

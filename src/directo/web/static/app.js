@@ -338,6 +338,7 @@
       this.typingTimer = null;
       this.lastTypingSent = 0;
       this.lastMarked = null;
+      this.blocked = false;
       this.box = $("messages");
       this.bind();
     }
@@ -348,6 +349,10 @@
 
     async load() {
       this.conversation = await api("GET", `/conversations/${this.id}`);
+      if (!config.as) { // blocks are personal: a brand's inbox does not offer them
+        const blocked = await api("GET", "/me/blocked");
+        this.blocked = blocked.items.some((item) => item.id === this.conversation.with.id);
+      }
       const page = await api("GET", `/conversations/${this.id}/messages?limit=50`);
       for (const message of page.items) this.messages.set(message.id, message);
       this.hasOlder = page.has_more;
@@ -421,6 +426,7 @@
         await api("POST", `/conversations/${this.id}/read`, { message_id: last.id });
       } catch {
         this.lastMarked = null;
+      this.blocked = false;
       }
     }
 
@@ -434,7 +440,8 @@
       $("composer").hidden = isRequest;
       const note = $("thread-note");
       let noteText = "";
-      if (c.state === "declined") noteText = t("thread.declined");
+      if (this.blocked) noteText = t("thread.blocked");
+      else if (c.state === "declined") noteText = t("thread.declined");
       else if (!isRequest && c.awaiting_acceptance) noteText = t("thread.waiting", { name: c.with.display_name });
       note.hidden = !noteText;
       note.textContent = noteText;
@@ -455,7 +462,9 @@
         flag("pinned", "pin", "unpin"),
         flag("muted", "mute", "unmute"),
         c.state === "accepted" ? flag("archived", "archive", "unarchive") : null,
-        action("block", () => this.block(), { class: "danger" }),
+        config.as ? null : this.blocked
+          ? action("unblock", () => this.setBlocked(false))
+          : action("block", () => this.setBlocked(true), { class: "danger" }),
         report,
       ].filter(Boolean));
     }
@@ -471,20 +480,25 @@
       }
     }
 
-    async block() {
-      if (!window.confirm(t("actions.confirm_block", { name: this.conversation.with.display_name }))) return;
+    async setBlocked(blocked) {
+      const who = this.conversation.with;
+      if (blocked && !window.confirm(t("actions.confirm_block", { name: who.display_name }))) return false;
       try {
-        await api("PUT", `/me/blocked/${encodeURIComponent(this.conversation.with.handle)}`);
-        window.location.assign(`/?folder=inbox${asQuery}`);
+        await api(blocked ? "PUT" : "DELETE", `/me/blocked/${encodeURIComponent(who.handle)}`);
       } catch (error) {
         this.showError(error);
+        return false;
       }
+      this.blocked = blocked;
+      this.renderFrame();
+      $("thread-actions").querySelector("[data-action=block], [data-action=unblock]")?.focus();
+      return true;
     }
 
     async answerRequest(answer) {
       try {
-        if (answer === "block") {
-          await this.block();
+        if (answer === "block") { // a blocked request leaves the Requests folder
+          if (await this.setBlocked(true)) window.location.assign(`/?folder=requests${asQuery}`);
           return;
         }
         this.conversation = await api("POST", `/conversations/${this.id}/${answer}`);
