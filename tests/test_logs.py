@@ -44,10 +44,10 @@ async def test_debug_logs_hold_no_text_password_or_token(
     await ben.follow("ana")
     conversation_id = (await ana.start_conversation("ben"))["id"]
     await ben.poll(timeout=0)
+    # Two streams resume from before the send, so the text goes out over both of them.
     stream_url = server.url.replace("http", "ws", 1) + f"/api/v1/stream?after={ben.cursor}"
     frame_tasks = [asyncio.create_task(_receive_message_frame(f"{stream_url}&token={ben.token}")),
                    asyncio.create_task(_receive_message_frame(stream_url, ben.token))]
-    await asyncio.sleep(0.5)  # let the streams connect: the text then goes out over them too
     message = await ana.send(conversation_id, text)
     for frame in await asyncio.gather(*frame_tasks):
         assert text in json.dumps(frame)
