@@ -26,7 +26,15 @@ import redis
 from sqlalchemy import create_engine, text
 
 from directo.client import AsyncDirecto, DirectoAPIError
-from tests.conftest import PASSWORD, PG_ADMIN_URL, Server, free_port, need, postgres_available
+from tests.conftest import (
+    FAST_HASH,
+    PASSWORD,
+    PG_ADMIN_URL,
+    Server,
+    free_port,
+    need,
+    postgres_available,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -94,17 +102,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.kill()
 
 
-@pytest.fixture
-def cluster(server_factory: Callable[..., Server], database_url: str,
-            redis_server: RedisServer) -> Callable[..., list[Server]]:
-    """``cluster(3)``: that many server processes on the module's database and Redis."""
-    def start(count: int, **env: str) -> list[Server]:
-        return [server_factory(DIRECTO_DATABASE_URL=database_url,
-                               DIRECTO_BROKER_URL=redis_server.url,
-                               DIRECTO_CATCH_UP_SECONDS=CATCH_UP, **env)
-                for _ in range(count)]
+def cluster_env(database_url: str, redis_server: RedisServer) -> dict[str, str]:
+    return {"DIRECTO_DATABASE_URL": database_url, "DIRECTO_BROKER_URL": redis_server.url,
+            "DIRECTO_CATCH_UP_SECONDS": CATCH_UP}
 
-    return start
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, master_key: str, database_url: str,
+         redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    """Two processes on the module's database and Redis, shared by the tests that leave them
+    running (each test makes accounts of its own)."""
+    base = tmp_path_factory.mktemp("pair")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
+    environment.update(FAST_HASH, DIRECTO_MASTER_KEY=master_key,
+                       **cluster_env(database_url, redis_server))
+    servers = [Server(environment, base / "data", base / f"server-{i}.log") for i in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
 
 
 class People:
@@ -202,9 +221,8 @@ async def listen() -> AsyncIterator[Callable[..., Listener]]:
         await listener.stop()
 
 
-async def test_a_conversation_across_processes_is_live_both_ways(cluster, people,
-                                                                 listen) -> None:
-    one, two = cluster(2)
+async def test_a_conversation_across_processes_is_live_both_ways(pair, people, listen) -> None:
+    one, two = pair
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     conversation = await befriend(ana, ben)
     ana_hears, ben_hears = listen(ana), listen(ben)
@@ -223,13 +241,14 @@ async def test_a_conversation_across_processes_is_live_both_ways(cluster, people
 
 
 async def test_kill_9_mid_traffic_its_clients_resume_elsewhere_missing_nothing(
-        cluster, people, listen) -> None:
-    one, two, three = cluster(3)
+        server_factory, database_url: str, redis_server: RedisServer, people, listen) -> None:
+    one, two, three = (server_factory(**cluster_env(database_url, redis_server))
+                       for _ in range(3))
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     conversation = await befriend(ana, ben)
     ben_on_two = listen(ben)
     await ben_on_two.ready()
-    sent = [f"m{i:03}" for i in range(150)]
+    sent = [f"m{i:03}" for i in range(80)]
 
     async def traffic() -> None:
         for text_ in sent:
@@ -251,8 +270,8 @@ async def test_kill_9_mid_traffic_its_clients_resume_elsewhere_missing_nothing(
 
 
 async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
-        cluster, people, listen, redis_server: RedisServer) -> None:
-    one, two = cluster(2)
+        pair, people, listen, redis_server: RedisServer) -> None:
+    one, two = pair
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     conversation = await befriend(ana, ben)
     ben_hears = listen(ben)
@@ -264,11 +283,14 @@ async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
     await ben_hears.until(lambda me: len(me.texts()) == 5, "live delivery before the outage")
 
     redis_server.kill()
-    for text_ in sent[5:10]:  # sending does not depend on Redis
-        await ana.send(conversation, text_)
-    redis_server.start()
+    try:
+        for text_ in sent[5:10]:  # sending does not depend on Redis
+            await ana.send(conversation, text_)
+    finally:
+        redis_server.start()
     # catch-up is 30 s: these arrive because the listener reconnects and wakes everyone
     await ben_hears.until(lambda me: len(me.texts()) == 10, "what was sent during the outage")
+    await people.on(two).login(handle_of(ben), PASSWORD)  # the rate limit's Redis is back too
 
     for text_ in sent[10:]:
         await ana.send(conversation, text_)
@@ -286,9 +308,9 @@ def typing_from(listener: Listener, sdk: AsyncDirecto) -> list[dict[str, Any]]:
             if f["type"] == "typing" and f["data"]["by"]["handle"] == handle_of(sdk)]
 
 
-async def test_typing_reaches_the_peer_on_every_process_exactly_once(cluster, people,
+async def test_typing_reaches_the_peer_on_every_process_exactly_once(pair, people,
                                                                      listen) -> None:
-    one, two = cluster(2)
+    one, two = pair
     ana, ben, cyd = (await people.signup(one, "ana"), await people.signup(two, "ben"),
                      await people.signup(two, "cyd"))
     conversation = await befriend(ana, ben)
@@ -324,8 +346,8 @@ async def until_presence(viewer: AsyncDirecto, handle: str, online: bool) -> dic
     pytest.fail(f"{handle} never became {'online' if online else 'offline'}")
 
 
-async def test_presence_follows_a_stream_on_another_process(cluster, people, listen) -> None:
-    one, two = cluster(2)
+async def test_presence_follows_a_stream_on_another_process(pair, people, listen) -> None:
+    one, two = pair
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     stranger = await people.signup(one, "cyd")
     await befriend(ana, ben)
@@ -344,12 +366,12 @@ async def test_presence_follows_a_stream_on_another_process(cluster, people, lis
     assert seen["last_seen_at"] is not None
 
 
-async def test_failed_logins_on_two_processes_share_one_budget(cluster, people) -> None:
-    one, two = cluster(2, DIRECTO_LOGIN_ATTEMPTS_PER_MINUTE="4")
+async def test_failed_logins_on_two_processes_share_one_budget(pair, people) -> None:
+    one, two = pair
     handle = handle_of(await people.signup(one, "ana"))
     guesser_one, guesser_two = people.on(one), people.on(two)
 
-    for attempt in range(4):  # two wrong guesses on each process: no process saw four
+    for attempt in range(5):  # the default budget, spread: no process saw five
         guesser = guesser_one if attempt % 2 else guesser_two
         with pytest.raises(DirectoAPIError) as wrong:
             await guesser.login(handle, "wrong password guess")
@@ -371,9 +393,7 @@ def worker_pids(server: Server) -> list[int]:
 async def test_serve_with_workers_shares_the_work(server_factory, database_url: str,
                                                   redis_server: RedisServer, people,
                                                   listen) -> None:
-    server = server_factory(DIRECTO_DATABASE_URL=database_url,
-                            DIRECTO_BROKER_URL=redis_server.url,
-                            DIRECTO_CATCH_UP_SECONDS=CATCH_UP, DIRECTO_WORKERS="2")
+    server = server_factory(DIRECTO_WORKERS="2", **cluster_env(database_url, redis_server))
     assert len(worker_pids(server)) >= 2
     ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
     conversation = await befriend(ana, ben)

@@ -41,8 +41,11 @@ class App:
         self.broker = self._make_broker()
         self.db.on_commit = self.broker.publish
         if self.settings.broker_url:  # one budget shared by every process, with redis-py
+            from directo.core.redis_broker import client_options
+
             storage = storage_from_string("async+" + self.settings.broker_url,
-                                          implementation="redispy")
+                                          implementation="redispy", wrap_exceptions=True,
+                                          **client_options())
         else:
             storage = storage_from_string("async+memory://")
         self.limiter = MovingWindowRateLimiter(storage)

@@ -3,12 +3,17 @@ process shares one budget), and the 429 answer with ``Retry-After``."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from limits import RateLimitItem
 from limits.aio.strategies import RateLimiter
+from limits.errors import StorageError
 
 from directo.core.errors import TooMany
+
+log = logging.getLogger("directo.ratelimit")
+_warned_at = -60.0
 
 
 async def refuse(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
@@ -20,6 +25,21 @@ async def refuse(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[s
 
 async def spend(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
                 message: str) -> None:
-    """Take one from the budget, or raise the 429."""
-    if not await limiter.hit(item, *identifiers):
+    """Take one from the budget, or raise the 429. While the shared storage (Redis) is
+    unreachable the budget is not enforced: sending never depends on Redis."""
+    try:
+        allowed = await limiter.hit(item, *identifiers)
+    except StorageError as error:
+        _warn_unenforced(error)
+        return
+    if not allowed:
         raise await refuse(limiter, item, identifiers, message)
+
+
+def _warn_unenforced(error: StorageError) -> None:
+    """At most one warning a minute, however many sends pass unchecked meanwhile."""
+    global _warned_at
+    if time.monotonic() - _warned_at >= 60:
+        _warned_at = time.monotonic()
+        log.warning("rate limit storage unavailable, limits not enforced: %s",
+                    type(error.storage_error).__name__)

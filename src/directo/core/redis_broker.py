@@ -51,6 +51,13 @@ broker_dropped = Counter("directo_broker_dropped_total",
 Outgoing = tuple[frozenset[str], dict[str, Any] | None]
 
 
+def client_options() -> dict[str, Any]:
+    """For every Redis client: fail fast while Redis is away, and retry once on a connection
+    the server closed, so the first command after a Redis restart does not fail."""
+    return {"socket_connect_timeout": 1, "socket_timeout": 5,
+            "retry": Retry(ExponentialBackoff(cap=0.5), retries=1)}
+
+
 def presence_key(account_id: str) -> str:
     return f"directo:presence:{account_id}"
 
@@ -59,9 +66,7 @@ class RedisBroker(LocalBroker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.origin = uuid.uuid4().hex  # tags what this process publishes, to skip its echo
-        self._redis = redis.Redis.from_url(
-            url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=10,
-            retry=Retry(ExponentialBackoff(cap=0.5), retries=1))
+        self._redis = redis.Redis.from_url(url, health_check_interval=10, **client_options())
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=OUTBOX_MAX)
         self._presence_dirty: set[str] = set()
         self._presence_changed = asyncio.Event()
