@@ -126,7 +126,7 @@ class RedisBroker(LocalBroker):
                 wake.update(account_ids)
             else:
                 ephemeral.append({"to": sorted(account_ids), "event": event})
-        return orjson.dumps({"origin": self.origin, "wake": sorted(wake),
+        return orjson.dumps({"origin": self.origin, "wake": list(wake),
                              "ephemeral": ephemeral})
 
     # -- listening: one subscription per process, delivered to local subscribers --------------
