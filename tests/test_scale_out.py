@@ -21,11 +21,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 from sqlalchemy import create_engine, text
 
 from directo.client import AsyncDirecto, DirectoAPIError
+from directo.core.redis_broker import CHANNEL, RedisBroker
 from tests.conftest import (
     FAST_HASH,
     PASSWORD,
@@ -408,3 +411,40 @@ async def test_serve_with_workers_shares_the_work(server_factory, database_url: 
     for stream in streams:
         await stream.until(lambda me: len(me.texts()) == len(sent), "every message")
         assert stream.texts() == sent
+
+
+async def test_one_commit_is_one_publish_and_garbage_on_the_channel_stops_nothing(
+        redis_server: RedisServer) -> None:
+    """The broker itself: what one commit wakes goes out as one PUBLISH, and a malformed
+    message on the channel is skipped without ending the listener."""
+    sender, receiver = RedisBroker(redis_server.url), RedisBroker(redis_server.url)
+    spy = aioredis.Redis.from_url(redis_server.url)
+    published = spy.pubsub()
+    await published.subscribe(CHANNEL)
+    await sender.start()
+    await receiver.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while dict(await spy.pubsub_numsub(CHANNEL))[CHANNEL.encode()] < 3:
+            assert time.monotonic() < deadline, "the brokers never subscribed"
+            await asyncio.sleep(0.02)
+        woken = {account: receiver.subscribe([account]) for account in ("a1", "a2", "a3")}
+        await spy.publish(CHANNEL, b"\x00 not a Directo message")
+
+        sender.publish({"a1", "a2", "a3"})
+
+        for subscription in woken.values():
+            await subscription.wait(WAIT)
+            assert subscription.take()[0]
+        messages = []
+        while (message := await published.get_message(timeout=1)) is not None:
+            if message["type"] == "message":
+                messages.append(message["data"])
+        assert messages[0] == b"\x00 not a Directo message"
+        (only,) = [orjson.loads(data) for data in messages[1:]]
+        assert sorted(only["wake"]) == ["a1", "a2", "a3"]
+    finally:
+        await sender.close()
+        await receiver.close()
+        await published.aclose()
+        await spy.aclose()
