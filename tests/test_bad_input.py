@@ -3,10 +3,22 @@ Schemathesis run over the OpenAPI document finds no 5xx and no undocumented answ
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
+from schemathesis.core.failures import FailureGroup
+from starlette.testclient import TestClient
+
+from directo.app import App
+from directo.config import Settings
 from directo.core import cursors
+from tests.conftest import PASSWORD
 from tests.helpers import database_snapshot, friends
 
 HUGE = 300 * 1024  # over the default 256 KiB body limit
@@ -175,3 +187,76 @@ async def test_the_error_never_echoes_the_token(client) -> None:
     secret = "tok_" + "s3cr3t" * 10
     response = await sdk.http.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 401 and secret not in response.text
+
+
+# -- Schemathesis over /openapi.json ----------------------------------------------------------
+
+EXAMPLES_PER_OPERATION = 25
+CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+          checks.content_type_conformance, checks.response_schema_conformance]
+
+
+def _explore(operation: Any, headers: Callable[[], dict[str, str]],
+             real_ids: dict[str, str]) -> None:
+    """Send generated requests for one operation, valid and invalid ones, some aimed at the
+    real conversation and message, and check each answer."""
+    names = {p.name for p in operation.path_parameters}
+    strategies = [operation.as_strategy(GenerationMode.POSITIVE),
+                  operation.as_strategy(GenerationMode.NEGATIVE)]
+    if names & real_ids.keys():
+        strategies.append(operation.as_strategy(path_parameters={
+            name: value for name, value in real_ids.items() if name in names}))
+
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(case=st.one_of(strategies))
+    def exercise(case: schemathesis.Case) -> None:
+        if operation.path == "/api/v1/events":  # a long-poll would wait out its timeout
+            case.query = {**(case.query or {}), "timeout": 0}
+        case.call_and_validate(headers=headers(), checks=CHECKS)
+
+    exercise()
+
+
+def _logged_in(http: TestClient, handle: str) -> str:
+    http.post("/api/v1/accounts", json={"handle": handle, "password": PASSWORD,
+                                        "display_name": handle.title()})
+    return str(http.post("/api/v1/sessions",
+                         json={"handle": handle, "password": PASSWORD}).json()["token"])
+
+
+@pytest.fixture
+def sync_app(settings_factory: Callable[..., Settings]) -> Iterator[App]:
+    """The App for a synchronous test (Schemathesis drives it through Starlette's TestClient,
+    on that client's own event loop): only the database is started."""
+    instance = App(settings_factory(login_attempts_per_minute=10_000))
+    instance.db.start()
+    yield instance
+    instance.db.close()
+
+
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(sync_app: App) -> None:
+    """Generated requests for every operation, authenticated as a real account with a real
+    conversation: every answer is below 500, has a documented status and matches its schema."""
+    asgi = sync_app.asgi()
+    http = TestClient(asgi)
+    token = _logged_in(http, "ana")
+    _logged_in(http, "ben")
+    auth = {"Authorization": f"Bearer {token}"}
+    conversation = http.post("/api/v1/conversations", json={"with": "ben"}, headers=auth).json()
+    message = http.post(f"/api/v1/conversations/{conversation['id']}/messages",
+                        json={"client_id": "seed", "text": "hola"}, headers=auth).json()
+    real_ids = {"conversation_id": conversation["id"], "message_id": message["id"]}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", asgi)
+    problems: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/api/v1/sessions/current":  # logging out ends a session of its
+            headers = lambda: {"Authorization": f"Bearer {_logged_in(http, 'ana')}"}  # noqa: E731
+        else:
+            headers = lambda: auth  # noqa: E731
+        try:
+            _explore(operation, headers, real_ids)
+        except (Exception, FailureGroup) as failure:  # every operation's, not just the first
+            problems.append(f"{operation.method.upper()} {operation.path}: {failure!r}"[:1500])
+    assert problems == [], "\n\n".join(problems)

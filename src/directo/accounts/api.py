@@ -92,7 +92,7 @@ async def me_out(app: App, row: Row) -> MeOut:
 
 
 @router.post("/accounts", status_code=201, response_model=AccountOut,
-             responses=errors(409, 413, 422))
+             responses=errors(400, 409, 413, 422))
 async def create_account(body: AccountCreate, app: AppDep) -> AccountOut:
     row = await service.create_account(app, body.handle, body.password, body.display_name,
                                        body.kind)
@@ -100,7 +100,7 @@ async def create_account(body: AccountCreate, app: AppDep) -> AccountOut:
 
 
 @router.post("/sessions", status_code=201, response_model=SessionOut,
-             responses=errors(401, 413, 422, 429), tags=["sessions"])
+             responses=errors(400, 401, 413, 422, 429), tags=["sessions"])
 async def create_session(body: SessionCreate, request: Request, app: AppDep) -> SessionOut:
     token, account = await service.login(app, body.handle, body.password, _client_host(request))
     return SessionOut(token=token, account=await me_out(app, account))
@@ -117,13 +117,13 @@ async def get_me(me: Me, app: AppDep) -> MeOut:
     return await me_out(app, me.account)
 
 
-@router.patch("/me", response_model=MeOut, responses=errors(401, 413, 422))
+@router.patch("/me", response_model=MeOut, responses=errors(400, 401, 413, 422))
 async def patch_me(body: MeUpdate, me: Me, app: AppDep) -> MeOut:
     row = await service.update_me(app, me.account, body.display_name, body.dm_policy)
     return await me_out(app, row)
 
 
-@router.delete("/me", status_code=204, responses=errors(401, 413, 422, 429))
+@router.delete("/me", status_code=204, responses=errors(400, 401, 413, 422, 429))
 async def erase_me(body: AccountErase, request: Request, me: Me, app: AppDep) -> Response:
     """Erase your account for good (send your password again). The keys of its conversations
     are destroyed, so their texts can never be read again; each peer's conversation

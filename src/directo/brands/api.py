@@ -20,7 +20,7 @@ async def list_members(handle: HandleParam, me: Me, app: AppDep) -> MemberList:
 
 
 @router.put("/{handle}/members/{member_handle}", status_code=204,
-            responses=errors(401, 403, 404, 413, 422))
+            responses=errors(400, 401, 403, 404, 413, 422))
 async def put_member(handle: HandleParam, member_handle: HandleParam, body: MemberPut, me: Me,
                      app: AppDep) -> Response:
     await service.put_member(app, me.id, handle, member_handle, body.role)

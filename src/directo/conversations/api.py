@@ -37,7 +37,7 @@ def _conversation(view: dict[str, Any]) -> ConversationOut:
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201,
              responses={200: {"model": ConversationOut, "description": "already existed"},
-                        **errors(401, 403, 404, 413, 422)}, tags=["conversations"])
+                        **errors(400, 401, 403, 404, 413, 422)}, tags=["conversations"])
 async def start_conversation(body: ConversationStart, me: Me, app: AppDep) -> Response:
     view, created = await service.start(app, me.id, body.with_, body.as_)
     content = _conversation(view).model_dump(mode="json", by_alias=True)
@@ -70,7 +70,7 @@ async def get_conversation(conversation_id: IdParam, me: Me, app: AppDep) -> Con
 
 
 @router.patch("/conversations/{conversation_id}", response_model=ConversationOut,
-              responses=errors(401, 404, 413, 422), tags=["conversations"])
+              responses=errors(400, 401, 404, 413, 422), tags=["conversations"])
 async def patch_conversation(conversation_id: IdParam, body: ConversationPatch, me: Me,
                              app: AppDep) -> ConversationOut:
     flags = body.model_dump(exclude_none=True)
@@ -90,13 +90,13 @@ async def decline(conversation_id: IdParam, me: Me, app: AppDep) -> Conversation
 
 
 @router.post("/conversations/{conversation_id}/read", response_model=ConversationOut,
-             responses=errors(401, 404, 413, 422), tags=["conversations"])
+             responses=errors(400, 401, 404, 413, 422), tags=["conversations"])
 async def read(conversation_id: IdParam, body: ReadMark, me: Me, app: AppDep) -> ConversationOut:
     return _conversation(await service.mark_read(app, me.id, conversation_id, body.message_id))
 
 
 @router.post("/conversations/{conversation_id}/report", response_model=ReportOut,
-             status_code=201, responses=errors(401, 404, 413, 422), tags=["conversations"])
+             status_code=201, responses=errors(400, 401, 404, 413, 422), tags=["conversations"])
 async def report(conversation_id: IdParam, body: ReportCreate, me: Me, app: AppDep) -> ReportOut:
     report_id = await service.report(app, me.id, conversation_id, body.reason, body.message_id)
     return ReportOut(id=report_id)
@@ -112,7 +112,7 @@ async def typing(conversation_id: IdParam, me: Me, app: AppDep) -> Response:
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageOut,
              status_code=201,
              responses={200: {"model": MessageOut, "description": "a retry: the original"},
-                        **errors(401, 403, 404, 409, 413, 422)}, tags=["messages"])
+                        **errors(400, 401, 403, 404, 409, 413, 422)}, tags=["messages"])
 async def send_message(conversation_id: IdParam, body: MessageCreate, me: Me,
                        app: AppDep) -> Response:
     message, created = await service.send(app, me.id, conversation_id, body.client_id,
@@ -134,7 +134,7 @@ async def list_messages(
 
 
 @router.patch("/messages/{message_id}", response_model=MessageOut,
-              responses=errors(401, 403, 404, 409, 413, 422), tags=["messages"])
+              responses=errors(400, 401, 403, 404, 409, 413, 422), tags=["messages"])
 async def edit_message(message_id: IdParam, body: MessageEdit, me: Me, app: AppDep) -> MessageOut:
     return MessageOut.model_validate(await service.edit(app, me.id, message_id, body.text))
 
