@@ -185,6 +185,7 @@ def test_request_then_a_live_conversation_both_ways(server_factory, person) -> N
     # the request arrives live, counted on its tab, and is answered before any reply box
     requests_tab = ben.locator(".tabs [data-folder=requests]")
     expect(requests_tab.locator(".badge")).to_have_text("1")
+    expect(ben).to_have_title("(1) Messages · Directo")
     requests_tab.click()
     ben.locator("#conversation-list a", has_text="Ana Costa").click()
     expect(ben.locator("#request-title")).to_have_text("Ana Costa wants to send you a message")
@@ -253,6 +254,9 @@ def test_request_then_a_live_conversation_both_ways(server_factory, person) -> N
     toggle.focus()
     ana.keyboard.press("Enter")
     expect(message(ana, "Claro, dime").get_by_role("menu")).to_be_visible()
+    expect(message(ana, "Claro, dime").get_by_role("menuitem").first).to_be_focused()
+    ana.keyboard.press("ArrowUp")  # wraps to the last item
+    expect(message(ana, "Claro, dime").get_by_role("menuitem", name="Reply")).to_be_focused()
     ana.keyboard.press("Escape")
     expect(message(ana, "Claro, dime").get_by_role("menu")).to_be_hidden()
     expect(toggle).to_be_focused()

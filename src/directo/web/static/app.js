@@ -104,6 +104,7 @@
     return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
   }
 
+  const baseTitle = document.title;
   const asQuery = config.as ? `&as=${encodeURIComponent(config.as)}` : "";
 
   // -- the connection banner and the event stream --------------------------------------------
@@ -283,6 +284,8 @@
 
     counts(accounts) {
       const mine = accounts[config.as || config.me.handle];
+      const unread = Object.values(accounts).reduce((sum, c) => sum + c.inbox + c.requests, 0);
+      document.title = `${unread ? `(${unread}) ` : ""}${baseTitle}`;
       for (const tab of document.querySelectorAll(".tabs [data-folder]")) {
         const count = mine ? mine[tab.dataset.folder] : 0;
         const badge = tab.querySelector(".badge");
@@ -741,9 +744,15 @@
         }
       });
       menu.addEventListener("keydown", (event) => {
+        const items = Array.from(menu.querySelectorAll("[role=menuitem]"));
+        const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
         if (event.key === "Escape") {
           closeMenus();
           toggle.focus();
+        } else if (step) {
+          event.preventDefault();
+          const next = (items.indexOf(document.activeElement) + step + items.length) % items.length;
+          items[next].focus();
         }
       });
       return [toggle, menu];
