@@ -174,10 +174,11 @@ async def test_erasure_cuts_off_the_accounts_open_stream(server_factory) -> None
                                   open_timeout=10) as ws:
         assert json.loads(await ws.recv())["type"] == "ready"
         await ana.erase_account(PASSWORD)
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(30):
                 while True:
                     assert json.loads(await ws.recv())["type"] != "message.created"
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     await _refused_or_closed(url, token)
     await ana.close()
 

@@ -57,7 +57,7 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
         # accept first: a close before the handshake becomes a bare HTTP 403 and the client
         # never learns the reason, so the SDK would retry a bad token forever
         await websocket.accept()
-        await websocket.close(code=4401 if error.status == 401 else 4400, reason=error.code)
+        await websocket.close(code=_close_code(error), reason=error.code)
         return
     await websocket.accept()
     metrics.streams_open.inc()
@@ -74,7 +74,7 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
         reader.cancel()
         metrics.streams_open.dec()
         if websocket.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close()
 
 
@@ -82,8 +82,20 @@ async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
     await websocket.send_text(orjson.dumps(frame).decode())
 
 
+def _close_code(error: DirectoError) -> int:
+    return 4401 if error.status == 401 else 4400
+
+
 async def _push(websocket: WebSocket, app: Any, account_id: str, sub: Subscription,
                 seq: int | None) -> None:
+    try:
+        await _push_events(websocket, app, account_id, sub, seq)
+    except DirectoError as error:  # a bad cursor, or the account erased meanwhile
+        await websocket.close(code=_close_code(error), reason=error.code)
+
+
+async def _push_events(websocket: WebSocket, app: Any, account_id: str, sub: Subscription,
+                       seq: int | None) -> None:
     try:
         events, seq = await service.page(app, account_id, seq)
     except service.ResyncRequired:
@@ -91,9 +103,6 @@ async def _push(websocket: WebSocket, app: Any, account_id: str, sub: Subscripti
         await _send(websocket, {"type": "resync_required",
                                 "cursor": service.encode_cursor(seq)})
         events = []
-    except DirectoError as error:
-        await websocket.close(code=4400, reason=error.code)
-        return
     ready_sent = False
     while True:
         for event in events:

@@ -18,7 +18,7 @@ from directo.conversations.views import Renderer
 from directo.core import cursors
 from directo.core.broker import Subscription
 from directo.core.db import Tx
-from directo.core.errors import DirectoError
+from directo.core.errors import DirectoError, Unauthorized
 from directo.core.timeutil import to_text, utcnow
 from directo.events import store
 
@@ -53,6 +53,8 @@ def _page(conn: Connection, app: App, account_id: str, after: int | None,
           limit: int) -> tuple[list[dict[str, Any]], int]:
     """Events after ``after`` (None: from now), rendered, and the cursor past them."""
     stream = store.stream(conn, account_id)
+    if stream is None:  # erased while a client was still connected
+        raise Unauthorized("this account no longer exists")
     if after is None:
         return [], stream.last_seq
     if after > stream.last_seq:

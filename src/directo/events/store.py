@@ -80,11 +80,9 @@ def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any])
         tx.wake.add(account_id)
 
 
-def stream(conn: Connection, account_id: str) -> Row:
-    found = _STREAM.first(conn, account_id=account_id)
-    if found is None:
-        raise LookupError(f"no event stream for account {account_id}")
-    return found
+def stream(conn: Connection, account_id: str) -> Row | None:
+    """The account's stream position; None once the account is erased."""
+    return _STREAM.first(conn, account_id=account_id)
 
 
 def after(conn: Connection, account_id: str, seq: int, limit: int) -> list[Row]:
