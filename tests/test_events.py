@@ -4,6 +4,7 @@ typing, resync after pruning, and WebSocket delivery against a real server."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -260,6 +261,15 @@ async def test_websocket_ready_then_live_delivery(live) -> None:
     await ana.typing(conversation)
     typing = await _next_frame(stream)
     assert typing["type"] == "typing" and typing["cursor"] is None
+    url = ana.base_url.replace("http", "ws", 1) + f"/api/v1/stream?token={ana.token}"
+    async with websockets.connect(url) as ana_socket:  # typing sent as a frame on the socket
+        await ana_socket.send(json.dumps({"type": "typing", "conversation_id": conversation}))
+        typing = await _next_frame(stream)
+        assert (typing["type"], typing["data"]["by"]["handle"]) == ("typing", "ana")
+        await ana_socket.send(json.dumps({"type": "ping"}))
+        replies = [json.loads(await asyncio.wait_for(ana_socket.recv(), WAIT))["type"]
+                   for _ in range(2)]
+        assert sorted(replies) == ["pong", "ready"]
     await stream.aclose()
 
 
