@@ -216,3 +216,27 @@ async def test_erasing_a_brand_leaves_its_team_and_customers_working(signup) -> 
     with pytest.raises(DirectoAPIError) as gone:
         await customer.messages(conversation_id)
     assert gone.value.status == 404
+
+
+async def test_erased_keys_and_texts_leave_no_bytes_in_the_files(app: App, signup,
+                                                                 backend: str) -> None:
+    """On SQLite: the database, its WAL and shared memory hold neither the erased
+    conversation's wrapped key nor its ciphertext once erasure has answered."""
+    if backend != "sqlite":
+        pytest.skip("files of the embedded default only; PostgreSQL's are the operator's")
+    ana, _ben, conversation_id = await _friends(signup)
+    sent = await ana.send(conversation_id, "to be forgotten")
+    row = _message_row(app, sent["id"])
+    assert row is not None and row.body is not None
+    ((_key_id, wrapped),) = _wrapped_keys(app)
+    assert wrapped is not None
+
+    await ana.erase_account(PASSWORD)
+
+    files = [path for path in app.settings.data_dir.iterdir()
+             if path.name.startswith("directo.db")]
+    assert files
+    for path in files:
+        content = path.read_bytes()
+        assert wrapped not in content, path.name
+        assert row.body not in content, path.name

@@ -214,6 +214,7 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
 
     for wrapped in await app.db.write(tx):
         app.keyring.forget(wrapped)
+    await app.db.forget_old_pages()
 
 
 def _shred_conversations(tx: Tx, account_id: str) -> list[bytes]:

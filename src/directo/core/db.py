@@ -211,6 +211,22 @@ class Database:
             else:
                 future.set_result(job.result)
 
+    async def forget_old_pages(self) -> None:
+        """On SQLite, fold the WAL into the database and truncate it, so pages that held
+        destroyed data (with ``secure_delete`` they are zeroed in the database) do not
+        linger in the log. A no-op on PostgreSQL, whose storage is the operator's to
+        vacuum."""
+        if self.is_sqlite:
+            await anyio.to_thread.run_sync(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        engine = _sqlite_engine(self.url, None)  # its own connection: never inside a batch
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            engine.dispose()
+
     # -- reads ---------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
