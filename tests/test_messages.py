@@ -221,3 +221,15 @@ async def test_concurrent_sends_keep_one_order_for_everyone(signup) -> None:
         streamed = [e["data"]["message_id"] for e in await drain(sdk)
                     if e["type"] == "message.created"]
         assert streamed == order
+
+
+async def test_simultaneous_retries_store_one_message(signup) -> None:
+    """A client that fires the same send several times at once (a flaky network) gets one
+    201, the rest are answered with that same message, and one message exists."""
+    ana, _ben, conversation = await friends(signup)
+    body = {"client_id": "burst-1", "text": "only once"}
+    responses = await asyncio.gather(*(
+        ana.request("POST", f"/conversations/{conversation}/messages", body) for _ in range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert [m["text"] for m in (await ana.messages(conversation))["items"]] == ["only once"]
