@@ -289,6 +289,7 @@ async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
     try:
         for text_ in sent[5:10]:  # sending does not depend on Redis
             await ana.send(conversation, text_)
+        await people.on(one).login(handle_of(ana), PASSWORD)  # nor does logging in
     finally:
         redis_server.start()
     # catch-up is 30 s: these arrive because the listener reconnects and wakes everyone

@@ -67,12 +67,11 @@ async def _check_password(app: App, handle: str, account: Row | None, password: 
     keys = ((per_handle, ("login-handle", handle.strip().lower())),
             (per_client, ("login-client", client)))
     for item, identifiers in keys:
-        if not await app.limiter.test(item, *identifiers):
-            raise await ratelimit.refuse(app.limiter, item, identifiers,
-                                         "too many failed logins; try again later")
+        await ratelimit.check(app.limiter, item, identifiers,
+                              "too many failed logins; try again later")
     if not await _password_matches(app, account, password):
         for item, identifiers in keys:
-            await app.limiter.hit(item, *identifiers)
+            await ratelimit.record(app.limiter, item, identifiers)
         raise DirectoError("invalid_credentials", "wrong handle or password", status=401)
 
 

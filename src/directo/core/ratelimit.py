@@ -23,10 +23,12 @@ async def refuse(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[s
     return TooMany(message, retry_after=int(stats.reset_time - time.time()) + 1)
 
 
+# While the shared storage (Redis) is unreachable, budgets are not enforced: sending and
+# logging in never depend on Redis. Each outage is logged, at most once a minute.
+
 async def spend(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
                 message: str) -> None:
-    """Take one from the budget, or raise the 429. While the shared storage (Redis) is
-    unreachable the budget is not enforced: sending never depends on Redis."""
+    """Take one from the budget, or raise the 429."""
     try:
         allowed = await limiter.hit(item, *identifiers)
     except StorageError as error:
@@ -36,8 +38,29 @@ async def spend(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[st
         raise await refuse(limiter, item, identifiers, message)
 
 
+async def check(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
+                message: str) -> None:
+    """Raise the 429 if the budget is spent, without taking from it."""
+    try:
+        allowed = await limiter.test(item, *identifiers)
+    except StorageError as error:
+        _warn_unenforced(error)
+        return
+    if not allowed:
+        raise await refuse(limiter, item, identifiers, message)
+
+
+async def record(limiter: RateLimiter, item: RateLimitItem,
+                 identifiers: tuple[str, ...]) -> None:
+    """Take one from the budget without refusing anything (a failed login, say)."""
+    try:
+        await limiter.hit(item, *identifiers)
+    except StorageError as error:
+        _warn_unenforced(error)
+
+
 def _warn_unenforced(error: StorageError) -> None:
-    """At most one warning a minute, however many sends pass unchecked meanwhile."""
+    """At most one warning a minute, however many requests pass unchecked meanwhile."""
     global _warned_at
     if time.monotonic() - _warned_at >= 60:
         _warned_at = time.monotonic()
