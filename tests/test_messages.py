@@ -174,6 +174,12 @@ async def test_reactions_one_of_each_emoji_per_account(signup) -> None:
     await ben.unreact(message["id"], "😀")  # never added: fine too
     shown = (await ben.messages(conversation))["items"][0]["reactions"]
     assert {r["emoji"]: r["by"] for r in shown} == {"🎉": ["ana"], "👍": ["ben"]}
+    await ana.react(message["id"], "\u2764")  # a heart without its emoji presentation mark
+    await ana.react(message["id"], "\u2764\ufe0f")  # and with it: the same reaction
+    hearts = [r for r in (await ben.messages(conversation))["items"][0]["reactions"]
+              if r["emoji"].startswith("\u2764")]
+    assert hearts == [{"emoji": "\u2764\ufe0f", "by": ["ana"]}]
+    await ana.unreact(message["id"], "\u2764")
     for not_one_emoji in ("a", "lol", "🎉🎉", ":tada:"):
         await refused(ben.react(message["id"], not_one_emoji), 422, "invalid_emoji")
     shown = (await ben.messages(conversation))["items"][0]["reactions"]

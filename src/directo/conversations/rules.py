@@ -90,10 +90,11 @@ def normalise_reason(reason: str) -> str:
 
 
 def check_emoji(value: str) -> str:
+    """One emoji, in its fully-qualified form: "❤" and "❤️" are the same reaction."""
     value = unicodedata.normalize("NFC", value)
     if len(value) > 16 or not emoji_lib.is_emoji(value):
         raise Invalid("invalid_emoji", "a reaction is a single emoji")
-    return value
+    return emoji_lib.emojize(emoji_lib.demojize(value))
 
 
 def check_edit_window(created_at: datetime, now: datetime, window_seconds: int) -> None:
