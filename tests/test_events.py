@@ -345,3 +345,15 @@ async def test_websocket_refuses_a_bad_token_or_cursor(live) -> None:
     with pytest.raises(DirectoAPIError) as bad_token:
         await asyncio.wait_for(anext(ben.stream()), WAIT)
     assert bad_token.value.status == 401
+
+
+async def test_reaction_events_carry_the_message_as_it_now_is(signup) -> None:
+    ana, ben, conversation = await friends(signup)
+    hello = await ana.send(conversation, "hello")
+    await drain(ana)
+    await ben.react(hello["id"], "🎉")
+    (added,) = await drain(ana)
+    assert added["type"] == "reaction.added"
+    message = added["data"]["message"]
+    assert message["id"] == hello["id"] and message["text"] == "hello"
+    assert message["reactions"] == [{"emoji": "🎉", "by": ["ben"]}]

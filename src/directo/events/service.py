@@ -103,12 +103,12 @@ def render(conn: Connection, app: App, rows: list[Row],
     renderer = Renderer(conn, app.keyring)
     parsed = [(row, data) for row in rows
               if "as" not in (data := orjson.loads(row.data)) or data["as"] in sides]
-    message_ids = {data["message_id"] for row, data in parsed if row.type.startswith("message.")}
+    message_ids = {data["message_id"] for row, data in parsed if _about_a_message(row.type)}
     found = conversation_store.messages_by_ids(conn, message_ids)
     rendered: dict[tuple[str, str], dict[str, Any]] = {}
     by_side: dict[str, list[Row]] = {}
     for row, data in parsed:
-        if row.type.startswith("message.") and data["message_id"] in found:
+        if _about_a_message(row.type) and data["message_id"] in found:
             by_side.setdefault(data["as"], []).append(found[data["message_id"]])
     for side, messages in by_side.items():
         unique = list({m.id: m for m in messages}.values())
@@ -124,13 +124,18 @@ def render(conn: Connection, app: App, rows: list[Row],
     return out
 
 
+def _about_a_message(type_: str) -> bool:
+    """Events that carry the message they are about, as it is now (text, reactions)."""
+    return type_.startswith(("message.", "reaction."))
+
+
 def _event_data(conn: Connection, renderer: Renderer, type_: str, data: dict[str, Any],
                 rendered: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     view = dict(data)
     for key in ("as", "by"):
         if key in view:
             view[key] = renderer.account(view[key])
-    if type_.startswith("message."):
+    if _about_a_message(type_):
         view["message"] = rendered.get((data["message_id"], data["as"]))
     elif type_ in ("conversation.request", "conversation.accepted", "conversation.declined",
                    "conversation.updated"):
