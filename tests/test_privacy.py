@@ -17,11 +17,12 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from directo.app import App
 from directo.client import AsyncDirecto
 from directo.events.service import encode_cursor
 from directo.web.session import SESSION_COOKIE
 from tests.conftest import PASSWORD
-from tests.helpers import Signup
+from tests.helpers import Signup, database_snapshot
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,11 @@ async def _try(outsider: AsyncDirecto, method: str, probe: Probe,
     return await outsider.http.request(http_method, path, **request)
 
 
-async def test_outsiders_learn_nothing_from_any_route(signup) -> None:
+async def test_outsiders_learn_nothing_from_any_route(signup, app) -> None:
     stranger, blocked, former_member = await signup("sam"), await signup("bob"), \
         await signup("exa")
     targets = [await _person_to_person(signup), await _brand_and_customer(signup)]
+    before = _conversation_state(app)
     outsiders = {"sam": stranger, "bob": blocked, "exa": former_member}
     ordered = sorted(PROBES.items(), key=lambda item: any(p.ends_session for p in item[1]))
     failures = []
@@ -249,3 +251,10 @@ async def test_outsiders_learn_nothing_from_any_route(signup) -> None:
                     if probe.ends_session:
                         await outsider.login(handle, PASSWORD)
     assert failures == []
+    assert _conversation_state(app) == before  # and they changed nothing
+
+
+def _conversation_state(app: App) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything but the outsiders' own sessions, follows and blocks."""
+    return {name: rows for name, rows in database_snapshot(app).items()
+            if name not in ("sessions", "follows", "blocks")}
