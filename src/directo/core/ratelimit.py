@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem
 from limits.aio.strategies import RateLimiter
@@ -26,37 +27,33 @@ async def refuse(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[s
 # While the shared storage (Redis) is unreachable, budgets are not enforced: sending and
 # logging in never depend on Redis. Each outage is logged, at most once a minute.
 
+async def _allowed(ask: Callable[..., Awaitable[bool]], item: RateLimitItem,
+                   identifiers: tuple[str, ...]) -> bool:
+    try:
+        return await ask(item, *identifiers)
+    except StorageError as error:
+        _warn_unenforced(error)
+        return True
+
+
 async def spend(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
                 message: str) -> None:
     """Take one from the budget, or raise the 429."""
-    try:
-        allowed = await limiter.hit(item, *identifiers)
-    except StorageError as error:
-        _warn_unenforced(error)
-        return
-    if not allowed:
+    if not await _allowed(limiter.hit, item, identifiers):
         raise await refuse(limiter, item, identifiers, message)
 
 
 async def check(limiter: RateLimiter, item: RateLimitItem, identifiers: tuple[str, ...],
                 message: str) -> None:
     """Raise the 429 if the budget is spent, without taking from it."""
-    try:
-        allowed = await limiter.test(item, *identifiers)
-    except StorageError as error:
-        _warn_unenforced(error)
-        return
-    if not allowed:
+    if not await _allowed(limiter.test, item, identifiers):
         raise await refuse(limiter, item, identifiers, message)
 
 
 async def record(limiter: RateLimiter, item: RateLimitItem,
                  identifiers: tuple[str, ...]) -> None:
     """Take one from the budget without refusing anything (a failed login, say)."""
-    try:
-        await limiter.hit(item, *identifiers)
-    except StorageError as error:
-        _warn_unenforced(error)
+    await _allowed(limiter.hit, item, identifiers)
 
 
 def _warn_unenforced(error: StorageError) -> None:
