@@ -274,6 +274,21 @@ async def test_websocket_ready_then_live_delivery(live) -> None:
 
 
 @pytest.mark.slow
+async def test_websocket_every_session_of_an_account_gets_every_event(live) -> None:
+    server, ana, ben, conversation = live
+    async with AsyncDirecto(server.url) as phone:
+        await phone.login("ben", PASSWORD)
+        streams = [ben.stream(), phone.stream()]
+        for stream in streams:
+            await _frames_until(stream, "ready")
+        sent = [(await ana.send(conversation, f"to every device {n}"))["id"] for n in range(3)]
+        for stream in streams:
+            frames = [await _next_frame(stream) for _ in sent]
+            assert [f["data"]["message"]["id"] for f in frames] == sent
+            await stream.aclose()
+
+
+@pytest.mark.slow
 async def test_websocket_resume_gets_what_was_missed_once_and_in_order(live) -> None:
     _server, ana, ben, conversation = live
     stream = ben.stream()
