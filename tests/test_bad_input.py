@@ -72,6 +72,10 @@ REQUESTS = [
         headers=JSON),
     Bad("PATCH", "/me", 400, "bad_request", content=b'{"display_name":"\xc3("}',
         headers=JSON),
+    Bad("POST", MESSAGES, 400, "bad_request", content=b"[" * 100_000 + b"]" * 100_000,
+        headers=JSON),  # nested too deep to parse
+    Bad("POST", MESSAGES, 422, "invalid_request",
+        json={"client_id": "a", "text": {"nested": [[[[["deep"]]]]]}}),
     Bad("POST", MESSAGES, 422, None, content=b"client_id=a&text=hi",
         headers={"Content-Type": "application/x-www-form-urlencoded"}),
     Bad("POST", MESSAGES, 422, None, content=b"", headers=JSON),
