@@ -218,12 +218,10 @@ async def test_erasing_a_brand_leaves_its_team_and_customers_working(signup) -> 
     assert gone.value.status == 404
 
 
-async def test_erased_keys_and_texts_leave_no_bytes_in_the_files(app: App, signup,
-                                                                 backend: str) -> None:
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # files of the embedded default
+async def test_erased_keys_and_texts_leave_no_bytes_in_the_files(app: App, signup) -> None:
     """On SQLite: the database, its WAL and shared memory hold neither the erased
     conversation's wrapped key nor its ciphertext once erasure has answered."""
-    if backend != "sqlite":
-        pytest.skip("files of the embedded default only; PostgreSQL's are the operator's")
     ana, _ben, conversation_id = await _friends(signup)
     sent = await ana.send(conversation_id, "to be forgotten")
     row = _message_row(app, sent["id"])
