@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import Boolean, Connection
+from sqlalchemy import Boolean, Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
@@ -63,8 +63,15 @@ class Prepared:
         plan = self._plans.get(dialect.name)
         if plan is None:
             plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
-        return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-            plan.sql, plan.parameters(values))
+        parameters = plan.parameters(values)
+        try:
+            return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                plan.sql, parameters)
+        except dialect.loaded_dbapi.Error as error:
+            # raise what Connection.execute would (an IntegrityError, ...), so that callers
+            # and the retry of a unique-key race in core/db see the same exceptions
+            raise exc.DBAPIError.instance(plan.sql, parameters, error, dialect.loaded_dbapi.Error,
+                                          hide_parameters=True, dialect=dialect) from error
 
     def _shape(self, raw: tuple[Any, ...]) -> Any:
         if self._booleans:
