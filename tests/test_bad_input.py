@@ -222,11 +222,15 @@ def _explore(operation: Any, headers: Callable[[], dict[str, str]],
     exercise()
 
 
-def _logged_in(http: TestClient, handle: str) -> str:
-    http.post("/api/v1/accounts", json={"handle": handle, "password": PASSWORD,
-                                        "display_name": handle.title()})
+def _login(http: TestClient, handle: str) -> str:
     return str(http.post("/api/v1/sessions",
                          json={"handle": handle, "password": PASSWORD}).json()["token"])
+
+
+def _signup(http: TestClient, handle: str) -> str:
+    http.post("/api/v1/accounts", json={"handle": handle, "password": PASSWORD,
+                                        "display_name": handle.title()})
+    return _login(http, handle)
 
 
 @pytest.fixture
@@ -244,21 +248,24 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(sync_app:
     conversation: every answer is below 500, has a documented status and matches its schema."""
     asgi = sync_app.asgi()
     http = TestClient(asgi)
-    token = _logged_in(http, "ana")
-    _logged_in(http, "ben")
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {_signup(http, 'ana')}"}
+    _signup(http, "ben")
     conversation = http.post("/api/v1/conversations", json={"with": "ben"}, headers=auth).json()
     message = http.post(f"/api/v1/conversations/{conversation['id']}/messages",
                         json={"client_id": "seed", "text": "hola"}, headers=auth).json()
     real_ids = {"conversation_id": conversation["id"], "message_id": message["id"]}
     schema = schemathesis.openapi.from_asgi("/openapi.json", asgi)
+
+    def our_session() -> dict[str, str]:
+        return auth
+
+    def a_new_session() -> dict[str, str]:  # for logging out, which ends the session it uses
+        return {"Authorization": f"Bearer {_login(http, 'ana')}"}
+
     problems: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        if operation.path == "/api/v1/sessions/current":  # logging out ends a session of its
-            headers = lambda: {"Authorization": f"Bearer {_logged_in(http, 'ana')}"}  # noqa: E731
-        else:
-            headers = lambda: auth  # noqa: E731
+        headers = a_new_session if operation.path == "/api/v1/sessions/current" else our_session
         try:
             _explore(operation, headers, real_ids)
         except (Exception, FailureGroup) as failure:  # every operation's, not just the first
