@@ -38,6 +38,8 @@ class Probe:
     params: dict[str, str] = field(default_factory=dict)
 
 
+# ids of nothing: a conversation that exists but is not yours must answer exactly like these
+MADE_UP_IDS = {"conversation": "cnv_1m8chqyyrp2cqbkf5qckd", "message": "msg_1m8chqyzpa942n3c4ftr7"}
 CONVERSATION = "/api/v1/conversations/{conversation}"
 MESSAGE = "/api/v1/messages/{message}"
 MINE = {"about_target": False}
@@ -248,6 +250,12 @@ async def test_outsiders_learn_nothing_from_any_route(signup, app) -> None:
                         failures.append((handle, method, route, response.status_code, text[:200]))
                     if leaked:
                         failures.append((handle, method, route, "leaked", leaked))
+                    if "{conversation}" in probe.path or "{message}" in probe.path:
+                        made_up = await _try(outsider, method, probe, {**target.values,
+                                                                       **MADE_UP_IDS})
+                        if (made_up.status_code, made_up.text) != (response.status_code, text):
+                            failures.append((handle, method, route, "differs from made-up id",
+                                             text[:200], made_up.text[:200]))
                     if probe.ends_session:
                         await outsider.login(handle, PASSWORD)
     assert failures == []
