@@ -51,10 +51,8 @@ def _access(conn: Connection, actor_id: str, conversation_id: str) -> Access:
             raise NotFound("conversation")
         side = brands.pop()
     peer_id = conversation.b_id if side == conversation.a_id else conversation.a_id
-    me = store.participant(conn, conversation.id, side)
-    peer = store.participant(conn, conversation.id, peer_id)
-    assert me is not None and peer is not None
-    return Access(conversation, side, me, peer)
+    both = store.participants_of(conn, conversation.id)
+    return Access(conversation, side, both[side], both[peer_id])
 
 
 def _acting_side(conn: Connection, actor_id: str, as_handle: str | None) -> Row:

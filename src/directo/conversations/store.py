@@ -145,6 +145,16 @@ _PARTICIPANT = Prepared(select(participants).where(
     participants.c.account_id == bindparam("account_id")))
 
 
+_PARTICIPANTS = Prepared(select(participants).where(
+    participants.c.conversation_id == bindparam("conversation_id")))
+
+
+def participants_of(conn: Connection, conversation_id: str) -> dict[str, Row]:
+    """Both sides of a conversation, by account id, in one query."""
+    return {row.account_id: row
+            for row in _PARTICIPANTS.all(conn, conversation_id=conversation_id)}
+
+
 def participant(conn: Connection, conversation_id: str, account_id: str) -> Row | None:
     return _PARTICIPANT.first(
         conn, conversation_id=conversation_id, account_id=account_id)
