@@ -4,9 +4,12 @@ conversations; flat means the largest size costs what the smallest does."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from bench.context import Context
 from bench.figures import Figure, Target
-from bench.load import LoadResult, closed_loop, http_request
+from bench.load import HttpConnection, LoadResult, closed_loop, http_request
 from bench.seed import Seeder, seed_pairs
 from bench.send import message_request, run_baseline
 from bench.server import HOST
@@ -16,9 +19,26 @@ SENDERS = 20
 FLAT = Target("<", 1.5)  # the largest size may cost at most half as much again
 
 
-async def measure_size(ctx: Context, stored: int, seconds: float,
-                       ) -> tuple[LoadResult, LoadResult]:
-    """(sends by SENDERS closed-loop senders, one reader listing the latest 50 messages)."""
+@dataclass
+class Size:
+    first_send_seconds: float
+    sends: LoadResult
+    lists: LoadResult
+
+
+async def first_answer(port: int, request: bytes) -> float:
+    """Seconds until one request is answered: right after start, what the first user waits
+    (the writer may be busy with start-up work), and a warm-up for what follows."""
+    conn = await HttpConnection.open(HOST, port)
+    began = time.perf_counter()
+    await conn.request(request)
+    conn.close()
+    return time.perf_counter() - began
+
+
+async def measure_size(ctx: Context, stored: int, seconds: float) -> Size:
+    """The first send after start, sends by SENDERS closed-loop senders, and one reader
+    listing the latest 50 messages."""
     deployment = ctx.deployment(f"growth-{stored}")
     seeder = Seeder(deployment.database_url, deployment.keyring)
     with seeder.connect() as conn:
@@ -32,6 +52,7 @@ async def measure_size(ctx: Context, stored: int, seconds: float,
             path = f"/api/v1/conversations/{pairs.conversations[n].id}/messages"
             targets.append((HOST, server.port, message_request(
                 f"{HOST}:{server.port}", path, pairs.tokens[pairs.senders[n]], f"g{n}")))
+        first = await first_answer(targets[0][1], targets[0][2](-1))
         sends = await closed_loop(targets, seconds, server_cpu=deployment.cpu_seconds)
         reader = deployment.server_for(0)
         listing = http_request(
@@ -40,7 +61,7 @@ async def measure_size(ctx: Context, stored: int, seconds: float,
         lists = await closed_loop([(HOST, reader.port, lambda _: listing)], seconds)
     finally:
         deployment.close()
-    return sends, lists
+    return Size(first, sends, lists)
 
 
 async def run(ctx: Context) -> list[Figure]:
@@ -51,11 +72,14 @@ async def run(ctx: Context) -> list[Figure]:
         [(HOST, ctx.baseline.port, lambda _: http_request(
             "GET", "/page", f"{HOST}:{ctx.baseline.port}"))], seconds)
     figures: list[Figure] = []
-    measured: dict[int, tuple[LoadResult, LoadResult]] = {}
+    measured: dict[int, Size] = {}
     for stored in sizes:
-        sends, lists = measured[stored] = await measure_size(ctx, stored, seconds)
+        size = measured[stored] = await measure_size(ctx, stored, seconds)
+        sends, lists = size.sends, size.lists
         label = f"{stored:,} stored"
         figures += [
+            Figure("growth", f"first send after start, {label}",
+                   size.first_send_seconds * 1000, "ms"),
             Figure("growth", f"send throughput, {label}", sends.throughput, "msg/s",
                    baseline_send.throughput),
             Figure("growth", f"send server CPU per message, {label}",
@@ -68,14 +92,15 @@ async def run(ctx: Context) -> list[Figure]:
     span = f"{sizes[-1]:,} / {sizes[0]:,}"
     figures += [
         Figure("growth", f"send CPU per message, {span}",
-               large[0].summary()["server_cpu_us_per_request"]
-               / small[0].summary()["server_cpu_us_per_request"], "times", None, FLAT),
-        Figure("growth", f"list p50, {span}", large[1].ms(50) / small[1].ms(50), "times", None,
-               FLAT),
+               large.sends.summary()["server_cpu_us_per_request"]
+               / small.sends.summary()["server_cpu_us_per_request"], "times", None, FLAT),
+        Figure("growth", f"list p50, {span}", large.lists.ms(50) / small.lists.ms(50), "times",
+               None, FLAT),
     ]
     ctx.details["growth"] = {
-        str(stored): {"send": sends.summary(), "list": lists.summary()}
-        for stored, (sends, lists) in measured.items()}
+        str(stored): {"first_send_ms": round(size.first_send_seconds * 1000, 2),
+                      "send": size.sends.summary(), "list": size.lists.summary()}
+        for stored, size in measured.items()}
     ctx.details["growth"]["baseline"] = {"send": baseline_send.summary(),
                                          "page": baseline_page.summary()}
     return figures

@@ -1,7 +1,7 @@
 """Profile ``directo serve`` (embedded default) under the ``send`` load with py-spy.
 
     .venv/bin/pip install py-spy     # a tool for this script only, not a project dependency
-    .venv/bin/python -m bench.profile_send [--seconds 10] [--senders 20]
+    .venv/bin/python -m bench.profile_send [--seconds 10] [--senders 20] [--stored 1000000]
 
 py-spy samples every thread of the running server (the event loop and the SQLite writer
 thread, where the send transactions run), which an in-process profiler such as pyinstrument
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--stored", type=int, default=0,
+                        help="messages (with their events) seeded before the server starts")
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         seeder = Seeder(deployment.database_url, deployment.keyring)
         with seeder.connect() as conn:
             pairs = seed_pairs(seeder, conn, args.senders)
+            if args.stored:
+                seeder.messages(conn, pairs.conversations, args.stored)
         server = deployment.start().server_for(0)
         try:
             recorder = subprocess.Popen(

@@ -55,11 +55,15 @@ class Seeder:
     def connect(self) -> Iterator[Connection]:
         """A transaction for the whole seeding; on SQLite without fsyncs (only the seeding
         is unsafe on power loss, never the server that runs afterwards)."""
+        sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.begin() as conn:
-            if self.engine.dialect.name == "sqlite":
+            if sqlite:
                 conn.exec_driver_sql("PRAGMA synchronous=OFF")
             yield conn
             self._close_streams(conn)
+        if sqlite:  # fold the seeding's WAL into the file now, not during a measurement
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         self.engine.dispose()
 
     def _now(self) -> str:
