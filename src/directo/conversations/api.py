@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from directo.accounts.api import AppDep, Me
 from directo.conversations import service
@@ -35,13 +35,30 @@ def _conversation(view: dict[str, Any]) -> ConversationOut:
     return ConversationOut.model_validate(view)
 
 
+def _json(model: BaseModel, status: int) -> Response:
+    """A model as JSON, serialised once, in pydantic-core, for routes whose status varies."""
+    return Response(model.model_dump_json(by_alias=True), status_code=status,
+                    media_type="application/json")
+
+
+# The send route first: routes are matched in order (see app.py).
+@router.post("/conversations/{conversation_id}/messages", response_model=MessageOut,
+             status_code=201,
+             responses={200: {"model": MessageOut, "description": "a retry: the original"},
+                        **errors(400, 401, 403, 404, 409, 413, 422)}, tags=["messages"])
+async def send_message(conversation_id: IdParam, body: MessageCreate, me: Me,
+                       app: AppDep) -> Response:
+    message, created = await service.send(app, me.id, conversation_id, body.client_id,
+                                          body.text, body.reply_to)
+    return _json(MessageOut.model_validate(message), 201 if created else 200)
+
+
 @router.post("/conversations", response_model=ConversationOut, status_code=201,
              responses={200: {"model": ConversationOut, "description": "already existed"},
                         **errors(400, 401, 403, 404, 413, 422)}, tags=["conversations"])
 async def start_conversation(body: ConversationStart, me: Me, app: AppDep) -> Response:
     view, created = await service.start(app, me.id, body.with_, body.as_)
-    content = _conversation(view).model_dump(mode="json", by_alias=True)
-    return JSONResponse(content, status_code=201 if created else 200)
+    return _json(_conversation(view), 201 if created else 200)
 
 
 @router.get("/conversations", response_model=ConversationPage, responses=errors(400, 401, 404),
@@ -107,18 +124,6 @@ async def report(conversation_id: IdParam, body: ReportCreate, me: Me, app: AppD
 async def typing(conversation_id: IdParam, me: Me, app: AppDep) -> Response:
     await service.typing(app, me.id, conversation_id)
     return Response(status_code=204)
-
-
-@router.post("/conversations/{conversation_id}/messages", response_model=MessageOut,
-             status_code=201,
-             responses={200: {"model": MessageOut, "description": "a retry: the original"},
-                        **errors(400, 401, 403, 404, 409, 413, 422)}, tags=["messages"])
-async def send_message(conversation_id: IdParam, body: MessageCreate, me: Me,
-                       app: AppDep) -> Response:
-    message, created = await service.send(app, me.id, conversation_id, body.client_id,
-                                          body.text, body.reply_to)
-    content = MessageOut.model_validate(message).model_dump(mode="json")
-    return JSONResponse(content, status_code=201 if created else 200)
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
