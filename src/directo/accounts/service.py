@@ -120,7 +120,7 @@ async def authenticate(app: App, token: str | None) -> tuple[Row, str]:
     if not token or len(token) > 200:
         raise Unauthorized()
     hashed = token_hash(token)
-    account = await app.db.read(store.by_token_hash, hashed)
+    account = await app.db.lookup(store.by_token_hash, hashed)
     if account is None:
         raise Unauthorized("the token is invalid or has been revoked")
     return account, hashed

@@ -324,7 +324,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                reply_to: str | None) -> tuple[dict[str, Any], bool]:
     """Send a message; a repeated ``client_id`` answers with the original (``False``)."""
     text = rules.normalise_text(text)
-    if await app.db.read(store.message_by_client_id, actor_id, client_id) is None:
+    if await app.db.lookup(store.message_by_client_id, actor_id, client_id) is None:
         # a retry of a stored message is answered whatever the budget says
         await ratelimit.spend(app.send_limiter,
                               RateLimitItemPerMinute(app.settings.sends_per_minute),

@@ -235,20 +235,32 @@ class Database:
             return self.read_sync(fn, *args)
         return await anyio.to_thread.run_sync(self._pg_read, fn, args)
 
+    async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
+        """``read`` for a function that runs exactly one statement, which is its own
+        snapshot: on SQLite no BEGIN and ROLLBACK around it (each is a call into SQLite that
+        hands the GIL to the writer thread and waits to get it back)."""
+        if self.is_sqlite:
+            return fn(self._sqlite_reader(), *args)
+        return await self.read(fn, *args)
+
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         if self.is_sqlite:
-            if self._read_conn is None:
-                self._read_conn = self._read_engine.connect()
+            conn = self._sqlite_reader()
             # The snapshot is opened and closed on the driver: SQLAlchemy's transaction
             # bookkeeping cost more than the reads of an authenticated request.
-            driver = self._read_conn.connection.driver_connection
+            driver = conn.connection.driver_connection
             assert driver is not None
             driver.execute("BEGIN")
             try:
-                return fn(self._read_conn, *args)
+                return fn(conn, *args)
             finally:
                 driver.execute("ROLLBACK")
         return self._pg_read(fn, args)
+
+    def _sqlite_reader(self) -> Connection:
+        if self._read_conn is None:
+            self._read_conn = self._read_engine.connect()
+        return self._read_conn
 
     def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self.engine.connect() as conn, conn.begin():
