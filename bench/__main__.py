@@ -18,7 +18,7 @@ from rich.console import Console
 from bench import connections, deliver, growth, inbox, resume, send
 from bench.context import Context
 from bench.figures import Figure, Run, Target
-from bench.server import raise_fd_limit, start_baseline
+from bench.server import REDIS_URL, raise_fd_limit, redis_broker_available, start_baseline
 
 BENCHMARKS: dict[str, Callable[[Context], Awaitable[list[Figure]]]] = {
     "send": send.run, "deliver": deliver.run, "resume": resume.run,
@@ -44,6 +44,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run_all(args: argparse.Namespace, console: Console) -> Run:
     result = Run(backend=args.backend, quick=args.quick)
+    if args.backend == "postgres":
+        result.details["broker"] = REDIS_URL if redis_broker_available() else None
     with tempfile.TemporaryDirectory(prefix="directo-bench-") as tmp:
         workdir = Path(tmp)
         baseline = start_baseline(workdir)

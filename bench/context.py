@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.server import HOST, Deployment, ServerProcess
+from bench.server import Deployment, ServerProcess
 
 
 @dataclass
@@ -24,7 +24,3 @@ class Context:
 
     def sized(self, full: int, quick: int) -> int:
         return quick if self.quick else full
-
-    @property
-    def host(self) -> str:
-        return HOST
