@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -135,7 +136,7 @@ def percentile(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list (0 for an empty one)."""
     if not ordered:
         return 0.0
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 

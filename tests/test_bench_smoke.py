@@ -13,7 +13,14 @@ import pytest
 
 from bench.__main__ import parse
 from bench.figures import Figure, Run, Target
-from bench.load import ConnectionPool, closed_loop, http_request, open_idle_websocket, open_loop
+from bench.load import (
+    ConnectionPool,
+    closed_loop,
+    http_request,
+    open_idle_websocket,
+    open_loop,
+    percentile,
+)
 from bench.seed import TEXT, Seeder, seed_pairs
 from bench.send import message_request
 from bench.server import HOST, Deployment, ServerProcess, start_baseline
@@ -86,6 +93,12 @@ async def test_seeded_conversations_are_served_decrypted(tmp_path: Path) -> None
         assert deployment.rss_kib() > 0 and deployment.cpu_seconds() > 0
     finally:
         deployment.close()
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert [percentile(values, q) for q in (50, 95, 99, 100)] == [50, 95, 99, 100]
+    assert percentile([], 99) == 0 and percentile([7.0], 99) == 7
 
 
 def test_results_file_shape(tmp_path: Path) -> None:
