@@ -217,3 +217,39 @@ async def test_declining_twice_tells_nobody_twice(signup) -> None:
     again = await ben.decline(conversation["id"])
     assert again["folder"] is None
     assert (await ben.poll(after=cursor, timeout=0))["events"] == []
+
+
+async def test_paging_walks_every_conversation_once_in_order(signup, app) -> None:
+    """Pinned first, newest first, ties broken by id: page by page, nothing lost or repeated,
+    across the pinned/unpinned boundary and through identical activity times."""
+    from sqlalchemy import update
+
+    from directo.conversations.store import participants
+
+    ana = await signup("ana")
+    ids = []
+    for n in range(7):
+        friend = await signup(f"friend{n}")
+        await friend.follow("ana")
+        conversation = await ana.start_conversation(f"friend{n}")
+        await ana.send(conversation["id"], f"hi {n}")
+        ids.append(conversation["id"])
+    for conversation_id in ids[1], ids[4]:
+        await ana.update_conversation(conversation_id, pinned=True)
+
+    def same_time(tx) -> None:  # three conversations with one identical activity time
+        tx.conn.execute(update(participants).where(participants.c.conversation_id.in_(ids[2:5]))
+                        .values(sort_at="2026-01-01T00:00:00.000000Z"))
+
+    await app.db.write(same_time)
+    everything = [c["id"] for c in (await ana.conversations(limit=100))["items"]]
+    assert sorted(everything) == sorted(ids)
+    assert set(everything[:2]) == {ids[1], ids[4]}
+    walked, cursor = [], None
+    while True:
+        page = await ana.conversations(limit=2, cursor=cursor)
+        walked += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == everything
