@@ -372,3 +372,45 @@ async def test_reaction_events_carry_the_message_as_it_now_is(signup) -> None:
     message = added["data"]["message"]
     assert message["id"] == hello["id"] and message["text"] == "hello"
     assert message["reactions"] == [{"emoji": "🎉", "by": ["ben"]}]
+
+
+async def test_pruning_drops_only_what_is_past_retention(signup, app: App) -> None:
+    """Old events go, in small batches; newer ones stay; a cursor into the pruned part must
+    resync, one past it still reads on."""
+    from sqlalchemy import select, update
+
+    from directo.events.store import account_streams, prune_before
+    from directo.events.store import events as events_table
+
+    ana, _ben, conversation = await friends(signup)
+    for n in range(6):
+        await ana.send(conversation, f"old {n}")
+    old_cursor = (await ana.poll(timeout=0))["cursor"]
+
+    def age_everything(tx) -> None:
+        tx.conn.execute(update(events_table).values(created_at="2020-01-01T00:00:00.000000Z"))
+
+    await app.db.write(age_everything)
+    kept = await ana.send(conversation, "new")
+
+    def prune_in_batches_of_two(tx) -> int:
+        return prune_before(tx.conn, "2021-01-01T00:00:00.000000Z", batch=2)
+
+    passes = 0
+    while await app.db.write(prune_in_batches_of_two):
+        passes += 1
+    assert passes > 2  # it went in small steps
+
+    def left(conn):
+        remaining = conn.execute(select(events_table.c.created_at)).scalars().all()
+        streams = conn.execute(select(account_streams.c.pruned_seq,
+                                      account_streams.c.last_seq)).all()
+        return remaining, streams
+
+    remaining, streams = app.db.read_sync(left)
+    assert remaining and all(not at.startswith("2020") for at in remaining)
+    assert all(pruned == last - 1 for pruned, last in streams if last > 0)
+    await refused(ana.poll(after=cursors.encode("events", 1), timeout=0), 410,
+                  "resync_required")
+    page = await ana.poll(after=old_cursor, timeout=0)
+    assert [e["data"]["message_id"] for e in page["events"]] == [kept["id"]]

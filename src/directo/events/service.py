@@ -160,4 +160,4 @@ async def prune_forever(app: App) -> None:
 
 
 def _prune(tx: Tx, cutoff: str) -> int:
-    return store.prune_before(tx.conn, cutoff, batch=100)
+    return store.prune_before(tx.conn, cutoff, batch=1000)
