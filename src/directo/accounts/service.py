@@ -209,6 +209,7 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
     def tx(tx: Tx) -> list[bytes]:
         wrapped_keys = _shred_conversations(tx, me.id)
         store.delete_account(tx.conn, me.id)
+        tx.wake.add(me.id)  # its open streams look once more, find it gone and close
         return wrapped_keys
 
     for wrapped in await app.db.write(tx):

@@ -61,6 +61,11 @@ class Presence(NamedTuple):
 
 
 class LocalBroker:
+    # In one process a wake-up cannot be lost (it is a flag on the subscription, set after
+    # the commit and cleared only by the pusher that reads it), so an idle stream needs no
+    # periodic re-read of the database; brokers that can lose one say so.
+    loses_wakeups = False
+
     def __init__(self) -> None:
         self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._open_streams: Counter[str] = Counter()

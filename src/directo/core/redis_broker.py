@@ -63,6 +63,8 @@ def presence_key(account_id: str) -> str:
 
 
 class RedisBroker(LocalBroker):
+    loses_wakeups = True  # pub/sub is at most once: the streams' catch-up covers it
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.origin = uuid.uuid4().hex  # tags what this process publishes, to skip its echo

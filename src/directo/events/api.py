@@ -112,7 +112,7 @@ async def _push_events(websocket: WebSocket, app: Any, account_id: str, sub: Sub
             if not ready_sent:
                 await _send(websocket, {"type": "ready", "cursor": service.encode_cursor(seq)})
                 ready_sent = True
-            await sub.wait(app.settings.catch_up_seconds)
+            await sub.wait(service.catch_up_seconds(app))
             if reader_done(websocket):
                 return
             _, ephemeral = sub.take()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("directo.events")
 BATCH = 500
 MAX_WAIT_SECONDS = 60
+IDLE_RECHECK_SECONDS = 60.0
 
 
 class ResyncRequired(DirectoError):
@@ -86,9 +87,17 @@ async def long_poll(app: App, account_id: str, after: str | None,
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return [], seq
-            await sub.wait(min(remaining, app.settings.catch_up_seconds))
+            await sub.wait(min(remaining, catch_up_seconds(app)))
     finally:
         sub.close()
+
+
+def catch_up_seconds(app: App) -> float:
+    """How long a subscriber waits for a wake-up before it re-reads its stream anyway:
+    ``catch_up_seconds`` where wake-ups can be lost (Redis), else only a slow safety net."""
+    if app.broker.loses_wakeups:
+        return app.settings.catch_up_seconds
+    return max(app.settings.catch_up_seconds, IDLE_RECHECK_SECONDS)
 
 
 def subscribe(app: App, account_id: str) -> Subscription:
