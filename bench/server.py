@@ -42,6 +42,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Path,
+                       seconds: float) -> None:
+    """Return once ``url``/healthz answers 200; raise with the log's tail if the process
+    exits first, or if ``seconds`` pass. (The test suite's servers use it too.)"""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start within {seconds} s: {log_path}")
+
+
 @dataclass
 class ServerProcess:
     """One server subprocess listening on ``port``; its output goes to ``log_path``."""
@@ -62,17 +79,8 @@ class ServerProcess:
                                             env=self.env, cwd=ROOT, stdout=log,
                                             stderr=subprocess.STDOUT,
                                             preexec_fn=raise_fd_limit)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path}")
+        wait_until_serving(self.process, self.url, self.log_path, seconds=60)
+        return self
 
     @property
     def pid(self) -> int:

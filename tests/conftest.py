@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from bench.server import free_port, wait_until_serving
 from directo.app import App
 from directo.client import AsyncDirecto
 from directo.config import Settings
@@ -47,12 +46,6 @@ def postgres_available() -> bool:
         return True
     except Exception:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -174,17 +167,8 @@ class Server:
             [sys.executable, "-m", "directo", "serve", "--port", str(self.port),
              "--data-dir", str(self.data_dir)], env=self.env, stdout=log,
             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        wait_until_serving(self.process, self.url, self.log_path, seconds=30)
+        return self
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
