@@ -244,23 +244,46 @@ async def open_loop(rate: float, seconds: float,
 # -- idle WebSockets --------------------------------------------------------------------------
 
 class IdleWebSocket(asyncio.Protocol):
-    """A WebSocket that completes its handshake and then ignores whatever it is sent: the
-    cheapest way for the client to hold thousands of them."""
+    """A WebSocket that completes its handshake, answers the server's pings (as any client
+    library does, or the server drops it) and ignores every other frame: the cheapest way for
+    the client to hold thousands of them."""
 
     def __init__(self) -> None:
         self.upgraded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._head = bytearray()
+        self._buffer = bytearray()
         self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.upgraded.done():
-            return
-        self._head += data
-        if b"\r\n\r\n" in self._head:
-            self.upgraded.set_result(bytes(self._head[9:12]) == b"101")
+        self._buffer += data
+        if not self.upgraded.done():
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.upgraded.set_result(bytes(self._buffer[9:12]) == b"101")
+            del self._buffer[:end + 4]
+        self._answer_pings()
+
+    def _answer_pings(self) -> None:
+        """Consume whole frames from the buffer (servers do not mask theirs); pong each ping."""
+        buffer = self._buffer
+        while len(buffer) >= 2:
+            opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if length >= 126:
+                start = 4 if length == 126 else 10
+                if len(buffer) < start:
+                    return
+                length = int.from_bytes(buffer[2:start], "big")
+            if len(buffer) < start + length:
+                return
+            payload = bytes(buffer[start:start + length])
+            del buffer[:start + length]
+            if opcode == 0x9 and self.transport is not None:
+                mask = os.urandom(4)
+                masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + mask + masked)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.upgraded.done():

@@ -4,12 +4,14 @@ only that the harness measures what it claims to and writes well-formed results.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from bench.__main__ import parse
 from bench.figures import Figure, Run, Target
@@ -72,6 +74,21 @@ async def test_idle_websockets_stay_open(baseline: ServerProcess) -> None:
     for ws in sockets:
         assert ws.transport is not None
         ws.transport.close()
+
+
+async def test_idle_websockets_answer_pings() -> None:
+    """A server that pings every 0.1 s drops a client that does not answer within 0.3 s."""
+    async def handler(ws: websockets.ServerConnection) -> None:
+        await ws.send("hello " * 30)  # a data frame first, ignored by the idle client
+        await ws.wait_closed()
+
+    async with websockets.serve(handler, HOST, 0, ping_interval=0.1, ping_timeout=0.3) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        idle = await open_idle_websocket(HOST, port, "/")
+        await asyncio.sleep(1.0)
+        assert idle.open
+        assert idle.transport is not None
+        idle.transport.close()
 
 
 async def test_seeded_conversations_are_served_decrypted(tmp_path: Path) -> None:
