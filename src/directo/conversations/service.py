@@ -361,7 +361,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
         conversation = access.conversation
         message_id = new_id("msg")
         now = now_text()
-        store.insert_message(
+        message = store.insert_message(
             conn, id=message_id, conversation_id=conversation_id, seq=seq,
             sender_id=access.side, author_id=actor_id, client_id=client_id,
             reply_to_id=reply_to, created_at=now,
@@ -383,9 +383,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
         event_store.append(tx, peer_audience, "message.created",
                            {**data, "as": access.peer.account_id,
                             "notify": delivery == "inbox" and not access.peer.muted})
-        message = store.message_by_id(conn, message_id)
-        assert message is not None
-        return renderer.message(message, access.side), True
+        return renderer.message(message, access.side, fresh=True), True
 
     result = await app.db.write(tx)
     if result[1]:

@@ -236,8 +236,10 @@ def message_by_client_id(conn: Connection, author_id: str, client_id: str) -> Ro
         conn, author_id=author_id, client_id=client_id)
 
 
-def insert_message(conn: Connection, **values: Any) -> None:
+def insert_message(conn: Connection, **values: Any) -> Row:
+    """Insert a message; the row as stored, without reading it back."""
     _INSERT_MESSAGE.run(conn, **values)
+    return _MESSAGE.row(**values)
 
 
 def update_message(conn: Connection, message_id: str, **values: Any) -> None:

@@ -82,12 +82,14 @@ class Renderer:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def messages(self, rows: list[Row], viewer_side: str) -> list[dict[str, Any]]:
+    def messages(self, rows: list[Row], viewer_side: str,
+                 fresh: bool = False) -> list[dict[str, Any]]:
+        """``fresh``: rows written by this very transaction, which have no reactions yet."""
         if not rows:
             return []
         reply_ids = {row.reply_to_id for row in rows if row.reply_to_id}
         replies = store.messages_by_ids(self.conn, reply_ids)
-        reactions = store.reactions_for(self.conn, [row.id for row in rows])
+        reactions = {} if fresh else store.reactions_for(self.conn, [row.id for row in rows])
         self._load_conversations({row.conversation_id for row in rows})
         self.load_accounts({row.sender_id for row in rows} | {row.author_id for row in rows}
                            | {r.sender_id for r in replies.values()}
@@ -95,8 +97,8 @@ class Renderer:
         return [self._message(row, viewer_side, replies, reactions.get(row.id, []))
                 for row in rows]
 
-    def message(self, row: Row, viewer_side: str) -> dict[str, Any]:
-        return self.messages([row], viewer_side)[0]
+    def message(self, row: Row, viewer_side: str, fresh: bool = False) -> dict[str, Any]:
+        return self.messages([row], viewer_side, fresh)[0]
 
     def _message(self, row: Row, viewer_side: str, replies: dict[str, Row],
                  reactions: list[Row]) -> dict[str, Any]:

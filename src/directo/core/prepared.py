@@ -82,6 +82,11 @@ class Prepared:
             raw = tuple(raw_list)
         return self._row._make(raw)
 
+    def row(self, **values: Any) -> Any:
+        """A row shaped like this statement's results, from values already in hand (a
+        missing column is None)."""
+        return self._row._make(values.get(name) for name in self._row._fields)
+
     def run(self, conn: Connection, **values: Any) -> int:
         """Execute; the number of rows written."""
         return int(self._cursor(conn, values).rowcount)
