@@ -414,3 +414,22 @@ async def test_pruning_drops_only_what_is_past_retention(signup, app: App) -> No
                   "resync_required")
     page = await ana.poll(after=old_cursor, timeout=0)
     assert [e["data"]["message_id"] for e in page["events"]] == [kept["id"]]
+
+
+async def test_the_catch_up_repairs_a_lost_wake_up(signup, app: App) -> None:
+    """A notification lost on its way (as Redis pub/sub may lose one) delays an event until
+    the next catch-up round, which finds the subscriber behind its stream and wakes it."""
+    ana, ben, conversation = await friends(signup)
+    await drain(ben)
+    waiting = asyncio.create_task(ben.poll(timeout=30))
+    await asyncio.sleep(0.3)  # ben's long-poll is now waiting for a wake-up
+    app.db.on_commit = lambda accounts: None  # the wake-up of the next commit is lost
+    try:
+        sent = await ana.send(conversation, "are you there?")
+    finally:
+        app.db.on_commit = app.broker.publish
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "nothing told ben's long-poll yet"
+    await events.catch_up_once(app)
+    page = await asyncio.wait_for(waiting, 5)
+    assert [e["data"]["message_id"] for e in page["events"]] == [sent["id"]]

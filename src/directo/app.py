@@ -62,11 +62,13 @@ class App:
         return LocalBroker()
 
     async def start(self) -> None:
-        from directo.events.service import prune_forever
+        from directo.events.service import catch_up_forever, prune_forever
 
         self.db.start()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(prune_forever(self)))
+        if self.broker.loses_wakeups:
+            self._tasks.append(asyncio.create_task(catch_up_forever(self)))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -29,9 +29,9 @@ class Settings(BaseSettings):
     sends_per_minute: int = 600
     max_body_bytes: int = 256 * 1024
     catch_up_seconds: float = Field(
-        default=5.0, description="with a Redis broker: how often an idle stream re-reads the "
-        "database, the longest a lost wake-up can delay delivery (in one process wake-ups "
-        "cannot be lost and idle streams re-read once a minute)")
+        default=5.0, description="with a Redis broker: how often one query per process looks "
+        "for streams whose wake-up was lost, the longest a lost wake-up can delay delivery "
+        "(in one process wake-ups cannot be lost)")
     log_level: str = "info"
     cookie_secure: bool = False
     argon2_memory_kib: int = Field(default=65536, description="argon2id memory cost")

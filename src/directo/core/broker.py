@@ -25,6 +25,9 @@ class Subscription:
         self._signal = asyncio.Event()
         self._stream_changed = False
         self._ephemeral: deque[dict[str, Any]] = deque(maxlen=256)
+        # how far its client has been given the stream; the catch-up compares it with the
+        # database to find subscribers whose wake-up was lost
+        self.position: int | None = None
 
     def close(self) -> None:
         self._broker.unsubscribe(self)
@@ -90,6 +93,15 @@ class LocalBroker:
                 subs.discard(sub)
                 if not subs:
                     del self._subs[account_id]
+
+    def positions(self) -> dict[str, int]:
+        """For each account with a subscriber here, the lowest position handed out."""
+        found: dict[str, int] = {}
+        for account_id, subs in self._subs.items():
+            known = [sub.position for sub in subs if sub.position is not None]
+            if known:
+                found[account_id] = min(known)
+        return found
 
     @property
     def subscriber_count(self) -> int:

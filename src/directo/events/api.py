@@ -107,12 +107,13 @@ async def _push_events(websocket: WebSocket, app: Any, account_id: str, sub: Sub
     while True:
         for event in events:
             await _send(websocket, event)
+        sub.position = seq
         metrics.events_delivered.labels("websocket").inc(len(events))
         if len(events) < service.BATCH:
             if not ready_sent:
                 await _send(websocket, {"type": "ready", "cursor": service.encode_cursor(seq)})
                 ready_sent = True
-            await sub.wait(service.catch_up_seconds(app))
+            await sub.wait(service.IDLE_RECHECK_SECONDS)
             if reader_done(websocket):
                 return
             _, ephemeral = sub.take()

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("directo.events")
 BATCH = 500
 MAX_WAIT_SECONDS = 60
-IDLE_RECHECK_SECONDS = 60.0
+IDLE_RECHECK_SECONDS = 60.0  # a subscriber re-reads its stream at least this often
+CATCH_UP_CHUNK = 500  # accounts per catch-up query
 
 
 class ResyncRequired(DirectoError):
@@ -82,22 +83,36 @@ async def long_poll(app: App, account_id: str, after: str | None,
         while True:
             _, ephemeral = sub.take()
             events, seq = await page(app, account_id, seq)
+            sub.position = seq
             if events or ephemeral:
                 return [*events, *ephemeral], seq
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return [], seq
-            await sub.wait(min(remaining, catch_up_seconds(app)))
+            await sub.wait(min(remaining, IDLE_RECHECK_SECONDS))
     finally:
         sub.close()
 
 
-def catch_up_seconds(app: App) -> float:
-    """How long a subscriber waits for a wake-up before it re-reads its stream anyway:
-    ``catch_up_seconds`` where wake-ups can be lost (Redis), else only a slow safety net."""
-    if app.broker.loses_wakeups:
-        return app.settings.catch_up_seconds
-    return max(app.settings.catch_up_seconds, IDLE_RECHECK_SECONDS)
+async def catch_up_forever(app: App) -> None:
+    """Where wake-ups can be lost (Redis pub/sub), find the subscribers that missed one,
+    every ``catch_up_seconds``, with one query for all of this process's streams."""
+    while True:
+        await asyncio.sleep(app.settings.catch_up_seconds)
+        try:
+            await catch_up_once(app)
+        except Exception as error:  # try again next round; live wake-ups go on meanwhile
+            log.warning("stream catch-up failed: %s", type(error).__name__)
+
+
+async def catch_up_once(app: App) -> None:
+    watched = app.broker.positions()
+    accounts = list(watched)
+    for start in range(0, len(accounts), CATCH_UP_CHUNK):
+        chunk = accounts[start:start + CATCH_UP_CHUNK]
+        latest = await app.db.read(store.last_seqs, chunk)
+        app.broker.deliver_wake([account_id for account_id in chunk
+                                 if latest.get(account_id, -1) > watched[account_id]])
 
 
 def subscribe(app: App, account_id: str) -> Subscription:

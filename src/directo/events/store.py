@@ -84,6 +84,13 @@ def stream(conn: Connection, account_id: str) -> Row | None:
     return _STREAM.first(conn, account_id=account_id)
 
 
+def last_seqs(conn: Connection, account_ids: list[str]) -> dict[str, int]:
+    """Where each of these streams ends now (erased accounts are absent)."""
+    query = select(account_streams.c.account_id, account_streams.c.last_seq).where(
+        account_streams.c.account_id.in_(account_ids))
+    return {account_id: last_seq for account_id, last_seq in conn.execute(query)}
+
+
 def after(conn: Connection, account_id: str, seq: int, limit: int) -> list[Row]:
     return _AFTER.all(conn, account_id=account_id, seq=seq, limit=limit)
 
