@@ -12,7 +12,6 @@ from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from directo.accounts import rules, store
-from directo.conversations import store as conversation_store
 from directo.core import ratelimit
 from directo.core.db import Tx
 from directo.core.errors import Conflict, DirectoError, Invalid, NotFound, Unauthorized
@@ -204,10 +203,12 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
     ``message``/``conversation`` null. Messages the account wrote as a brand agent stay with
     the brand, their author shown as a deleted account.
     """
+    from directo.conversations.service import on_erase
+
     await _check_password(app, me.handle, me, password, client)
 
     def tx(tx: Tx) -> list[bytes]:
-        wrapped_keys = _shred_conversations(tx, me.id)
+        wrapped_keys = on_erase(tx, me.id)
         store.delete_account(tx.conn, me.id)
         tx.wake.add(me.id)  # its open streams look once more, find it gone and close
         return wrapped_keys
@@ -215,19 +216,3 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
     for wrapped in await app.db.write(tx):
         app.keyring.forget(wrapped)
     await app.db.forget_old_pages()
-
-
-def _shred_conversations(tx: Tx, account_id: str) -> list[bytes]:
-    """Destroy the data key and message bodies of each of the account's conversations and
-    tell the peer's side; return the destroyed wrapped keys (to drop from the key cache)."""
-    from directo.brands.service import audience
-
-    destroyed = []
-    for conversation in conversation_store.conversations_of(tx.conn, account_id):
-        conversation_store.shred(tx.conn, conversation.id)
-        if conversation.wrapped_key is not None:
-            destroyed.append(conversation.wrapped_key)
-        peer_id = conversation.b_id if conversation.a_id == account_id else conversation.a_id
-        event_store.append(tx, audience(tx.conn, peer_id), "conversation.removed",
-                           {"conversation_id": conversation.id, "as": peer_id})
-    return destroyed

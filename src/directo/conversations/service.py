@@ -250,6 +250,21 @@ def on_block(tx: Tx, blocker_id: str, blocked_id: str) -> None:
                            {"conversation_id": conversation.id, "as": blocker_id})
 
 
+def on_erase(tx: Tx, account_id: str) -> list[bytes]:
+    """Before an account is erased: destroy the data key and message bodies of each of its
+    conversations and tell the peer's side; the destroyed wrapped keys (to drop from the
+    key cache)."""
+    destroyed = []
+    for conversation in store.conversations_of(tx.conn, account_id):
+        store.shred(tx.conn, conversation.id)
+        if conversation.wrapped_key is not None:
+            destroyed.append(conversation.wrapped_key)
+        peer_id = conversation.b_id if conversation.a_id == account_id else conversation.a_id
+        event_store.append(tx, audience(tx.conn, peer_id), "conversation.removed",
+                           {"conversation_id": conversation.id, "as": peer_id})
+    return destroyed
+
+
 async def mark_read(app: App, actor_id: str, conversation_id: str,
                     message_id: str) -> dict[str, Any]:
     def tx(tx: Tx) -> dict[str, Any]:
