@@ -30,6 +30,11 @@ def audience(conn: Connection, account_id: str) -> list[str]:
     return [account_id, *store.member_ids(conn, account_id)]
 
 
+def audience_of(conn: Connection, account: Row) -> list[str]:
+    """``audience`` of an account row in hand: a person's is themself, without a query."""
+    return [account.id] if account.kind == "person" else audience(conn, account.id)
+
+
 def _brand_for(conn: Connection, handle: str, actor_id: str) -> tuple[Row, str]:
     """The brand and the actor's role in it; 404 for anyone outside its team."""
     try:

@@ -12,12 +12,12 @@ from sqlalchemy import Connection, Row
 from directo.accounts import store as account_store
 from directo.accounts.rules import normalise_handle
 from directo.brands import store as brand_store
-from directo.brands.service import audience
+from directo.brands.service import audience, audience_of
 from directo.conversations import rules, store
 from directo.conversations.views import Renderer
 from directo.core import cursors, metrics, ratelimit
 from directo.core.db import Tx
-from directo.core.errors import Conflict, Forbidden, Invalid, NotFound
+from directo.core.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from directo.core.ids import new_id
 from directo.core.timeutil import from_text, now_text, utcnow
 from directo.events import store as event_store
@@ -39,7 +39,11 @@ class Access:
 def _access(conn: Connection, actor_id: str, conversation_id: str) -> Access:
     """Participants, and members of a participating brand, reach a conversation; to everyone
     else it does not exist."""
-    conversation = store.by_id(conn, conversation_id)
+    return _access_to(conn, actor_id, store.by_id(conn, conversation_id))
+
+
+def _access_to(conn: Connection, actor_id: str, conversation: Row | None) -> Access:
+    """``_access`` for a conversation row already read (None: not found)."""
     if conversation is None:
         raise NotFound("conversation")
     pair = (conversation.a_id, conversation.b_id)
@@ -76,7 +80,7 @@ def _peer_audience(conn: Connection, peer: Row) -> list[str]:
     """Whoever sees the peer's side: nobody while they have nothing, or after they declined."""
     if peer.state in ("none", "declined"):
         return []
-    return audience(conn, peer.account_id)
+    return audience_of(conn, peer)
 
 
 def _facts(app: App, conn: Connection, side_id: str, peer_account: Row, peer_state: str,
@@ -113,15 +117,13 @@ def _view(app: App, conn: Connection, side: str, conversation_id: str) -> dict[s
 
 def _both(tx: Tx, access: Access, type_: str, data: dict[str, Any]) -> None:
     """Append an event to both sides' streams, each told which side it is about."""
-    event_store.append(tx, audience(tx.conn, access.side), type_,
-                       {**data, "as": access.side})
-    peer_audience = _peer_audience(tx.conn, access.peer)
-    if peer_audience:
-        event_store.append(tx, peer_audience, type_, {**data, "as": access.peer.account_id})
+    event_store.append_all(tx, [
+        (audience_of(tx.conn, access.me), type_, {**data, "as": access.side}),
+        (_peer_audience(tx.conn, access.peer), type_, {**data, "as": access.peer.account_id})])
 
 
 def _own(tx: Tx, access: Access, type_: str, data: dict[str, Any]) -> None:
-    event_store.append(tx, audience(tx.conn, access.side), type_, {**data, "as": access.side})
+    event_store.append(tx, audience_of(tx.conn, access.me), type_, {**data, "as": access.side})
 
 
 # -- conversations ----------------------------------------------------------------------------
@@ -312,7 +314,7 @@ async def typing(app: App, actor_id: str, conversation_id: str) -> None:
         if access.peer.state != "accepted":
             return [], {}, {}
         renderer = Renderer(conn, app.keyring)
-        return (audience(conn, access.peer.account_id), renderer.account(access.side),
+        return (audience_of(conn, access.peer), renderer.account(access.side),
                 renderer.account(actor_id))
 
     targets, side, author = await app.db.read(read)
@@ -339,11 +341,15 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                reply_to: str | None) -> tuple[dict[str, Any], bool]:
     """Send a message; a repeated ``client_id`` answers with the original (``False``)."""
     text = rules.normalise_text(text)
-    if await app.db.lookup(store.message_by_client_id, actor_id, client_id) is None:
-        # a retry of a stored message is answered whatever the budget says
+    try:
         await ratelimit.spend(app.send_limiter,
                               RateLimitItemPerMinute(app.settings.sends_per_minute),
                               ("send", actor_id), "you are sending messages too fast")
+    except TooMany:
+        # a retry of a stored message is answered whatever the budget says (looked up only
+        # here: a lookup on every send cost more than the budget itself)
+        if await app.db.lookup(store.message_by_client_id, actor_id, client_id) is None:
+            raise
 
     def tx(tx: Tx) -> tuple[dict[str, Any], bool]:
         conn = tx.conn
@@ -351,31 +357,26 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
         # A new message takes the next seq first: on PostgreSQL that locks the row. A retry
         # takes none, so seqs stay contiguous (a racing duplicate fails the unique key and
         # its retried transaction finds the original).
-        seq = store.next_seq(conn, conversation_id) if original is None else 0
-        if seq is None:
-            raise NotFound("conversation")
-        access = _access(conn, actor_id, conversation_id)
+        access = _access_to(conn, actor_id, store.take_seq(conn, conversation_id)
+                            if original is None else store.by_id(conn, conversation_id))
+        conversation, me, peer = access.conversation, access.me, access.peer
         renderer = Renderer(conn, app.keyring)
-        renderer.remember_conversation(access.conversation)
+        renderer.remember_conversation(conversation)
+        renderer.remember_accounts(me, peer)
         if original is not None:
             if original.conversation_id != conversation_id:
                 raise Conflict("client_id_reused",
                                "this client_id was used for a message in another conversation")
             return renderer.message(original, access.side), False
-        peer_account = account_store.by_id(conn, access.peer.account_id)
-        assert peer_account is not None
-        delivery = rules.decide_delivery(_facts(app, conn, access.side, peer_account,
-                                                access.peer.state,
-                                                access.me.sent_while_pending))
+        delivery = rules.decide_delivery(_facts(app, conn, access.side, peer, peer.state,
+                                                me.sent_while_pending))
         if reply_to is not None:
             quoted = store.message_by_id(conn, reply_to)
             if quoted is None or quoted.conversation_id != conversation_id:
                 raise Invalid("invalid_reply_to", "reply_to must be a message of this conversation")
-        if access.me.state in ("request", "declined"):
+        if me.state in ("request", "declined"):
             _accept(tx, access)  # replying accepts a request (and ends a decline)
-        conversation = access.conversation
-        message_id = new_id("msg")
-        now = now_text()
+        seq, message_id, now = conversation.last_seq, new_id("msg"), now_text()
         message = store.insert_message(
             conn, id=message_id, conversation_id=conversation_id, seq=seq,
             sender_id=access.side, author_id=actor_id, client_id=client_id,
@@ -384,20 +385,21 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                                   message_id))
         store.record_sent(
             conn, conversation_id, access.side, seq, message_id, now,
-            sent_while_pending=access.me.sent_while_pending + 1 if delivery == "request" else 0)
-        store.record_received(conn, conversation_id, access.peer.account_id,
+            sent_while_pending=me.sent_while_pending + 1 if delivery == "request" else 0)
+        store.record_received(conn, conversation_id, peer.account_id,
                               "request" if delivery == "request" else "accepted", message_id, now)
         data = {"conversation_id": conversation_id, "message_id": message_id}
-        event_store.append(tx, audience(conn, access.side), "message.created",
-                           {**data, "as": access.side, "notify": False})
-        peer_audience = audience(conn, access.peer.account_id)
-        if delivery == "request" and access.peer.state == "none":
-            event_store.append(tx, peer_audience, "conversation.request",
-                               {"conversation_id": conversation_id,
-                                "as": access.peer.account_id})
-        event_store.append(tx, peer_audience, "message.created",
-                           {**data, "as": access.peer.account_id,
-                            "notify": delivery == "inbox" and not access.peer.muted})
+        peer_audience = audience_of(conn, peer)
+        events: list[event_store.Entry] = [
+            (audience_of(conn, me), "message.created",
+             {**data, "as": access.side, "notify": False})]
+        if delivery == "request" and peer.state == "none":
+            events.append((peer_audience, "conversation.request",
+                           {"conversation_id": conversation_id, "as": peer.account_id}))
+        events.append((peer_audience, "message.created",
+                       {**data, "as": peer.account_id,
+                        "notify": delivery == "inbox" and not peer.muted}))
+        event_store.append_all(tx, events)
         return renderer.message(message, access.side, fresh=True), True
 
     result = await app.db.write(tx)

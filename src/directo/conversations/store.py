@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from directo.accounts.store import accounts
 from directo.core.db import metadata
 from directo.core.prepared import Prepared
 
@@ -148,12 +149,16 @@ _PARTICIPANT = Prepared(select(participants).where(
     participants.c.account_id == bindparam("account_id")))
 
 
-_PARTICIPANTS = Prepared(select(participants).where(
-    participants.c.conversation_id == bindparam("conversation_id")))
+_PARTICIPANTS = Prepared(
+    select(participants, accounts.c.id, accounts.c.handle, accounts.c.display_name,
+           accounts.c.kind, accounts.c.dm_policy)
+    .join(accounts, accounts.c.id == participants.c.account_id)
+    .where(participants.c.conversation_id == bindparam("conversation_id")))
 
 
 def participants_of(conn: Connection, conversation_id: str) -> dict[str, Row]:
-    """Both sides of a conversation, by account id, in one query."""
+    """Both sides of a conversation, by account id, in one query; each row also carries its
+    account's public fields and ``kind`` and ``dm_policy`` (so it renders as an account)."""
     return {row.account_id: row
             for row in _PARTICIPANTS.all(conn, conversation_id=conversation_id)}
 
@@ -170,9 +175,9 @@ def update_participant(conn: Connection, conversation_id: str, account_id: str,
         participants.c.account_id == account_id).values(**values))
 
 
-_NEXT_SEQ = Prepared(update(conversations).where(conversations.c.id == bindparam("id"))
+_TAKE_SEQ = Prepared(update(conversations).where(conversations.c.id == bindparam("id"))
                      .values(last_seq=conversations.c.last_seq + 1)
-                     .returning(conversations.c.last_seq))
+                     .returning(*conversations.c))
 
 
 def _participant_update(**values: Any) -> Prepared:
@@ -203,13 +208,11 @@ def record_received(conn: Connection, conversation_id: str, recipient_id: str, s
                          state=state, message_id=message_id, at=at)
 
 
-def next_seq(conn: Connection, conversation_id: str) -> int | None:
-    """Take the conversation's next sequence number (on PostgreSQL this locks its row, so
-    sequence order is commit order); None if there is no such conversation."""
-    if not is_id(conversation_id):
-        return None
-    found = _NEXT_SEQ.scalar(conn, id=conversation_id)
-    return None if found is None else int(found)
+def take_seq(conn: Connection, conversation_id: str) -> Row | None:
+    """The conversation, having taken its next sequence number (``last_seq``); on
+    PostgreSQL this locks its row, so sequence order is commit order. None if there is no
+    such conversation."""
+    return _TAKE_SEQ.first(conn, id=conversation_id) if is_id(conversation_id) else None
 
 
 _MESSAGE = Prepared(select(messages).where(messages.c.id == bindparam("id")))

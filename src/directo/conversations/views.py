@@ -47,6 +47,11 @@ class Renderer:
             for account_id in missing - self._accounts.keys():  # erased since
                 self._accounts[account_id] = ErasedAccount(account_id)
 
+    def remember_accounts(self, *rows: Row) -> None:
+        """Accounts already loaded (participant rows carry their account's fields)."""
+        for row in rows:
+            self._accounts[row.id] = row
+
     def account(self, account_id: str) -> dict[str, Any]:
         self.load_accounts({account_id})
         return account_dict(self._accounts[account_id])

@@ -45,6 +45,13 @@ class _Plan:
         return {name: values.get(name) for name in self.names}
 
 
+def _as_sqlalchemy(error: Exception, dialect: Dialect, sql: str, parameters: Any) -> Exception:
+    """What ``Connection.execute`` would raise (an IntegrityError, ...), so that callers and
+    the retry of a unique-key race in core/db see the same exceptions."""
+    return exc.DBAPIError.instance(sql, parameters, error, dialect.loaded_dbapi.Error,
+                                   hide_parameters=True, dialect=dialect)
+
+
 class Prepared:
     """``Prepared(select(...).where(t.c.id == bindparam("id")))``; ``.first(conn, id=...)``."""
 
@@ -58,20 +65,20 @@ class Prepared:
         self._row: Any = namedtuple("Row", names) if names else None
         self._booleans = tuple(i for i, c in enumerate(columns) if isinstance(c.type, Boolean))
 
-    def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
-        dialect = conn.dialect
-        plan = self._plans.get(dialect.name)
+    def _plan(self, conn: Connection) -> _Plan:
+        plan = self._plans.get(conn.dialect.name)
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+            plan = self._plans[conn.dialect.name] = _Plan(self.statement, conn.dialect)
+        return plan
+
+    def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
+        plan = self._plan(conn)
         parameters = plan.parameters(values)
         try:
             return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
                 plan.sql, parameters)
-        except dialect.loaded_dbapi.Error as error:
-            # raise what Connection.execute would (an IntegrityError, ...), so that callers
-            # and the retry of a unique-key race in core/db see the same exceptions
-            raise exc.DBAPIError.instance(plan.sql, parameters, error, dialect.loaded_dbapi.Error,
-                                          hide_parameters=True, dialect=dialect) from error
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
 
     def _shape(self, raw: tuple[Any, ...]) -> Any:
         if self._booleans:
@@ -90,6 +97,16 @@ class Prepared:
     def run(self, conn: Connection, **values: Any) -> int:
         """Execute; the number of rows written."""
         return int(self._cursor(conn, values).rowcount)
+
+    def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Execute once per row: one statement prepared, many executed."""
+        plan = self._plan(conn)
+        parameters = [plan.parameters(values) for values in rows]
+        try:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.executemany(plan.sql, parameters)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
 
     def first(self, conn: Connection, **values: Any) -> Any:
         raw = self._cursor(conn, values).fetchone()

@@ -52,10 +52,10 @@ events = Table(
 )
 
 
-_NEXT_SEQ = Prepared(update(account_streams)
-                     .where(account_streams.c.account_id == bindparam("account_id"))
-                     .values(last_seq=account_streams.c.last_seq + 1)
-                     .returning(account_streams.c.last_seq))
+_TAKE_SEQS = Prepared(update(account_streams)
+                      .where(account_streams.c.account_id == bindparam("account_id"))
+                      .values(last_seq=account_streams.c.last_seq + bindparam("count"))
+                      .returning(account_streams.c.last_seq))
 _INSERT = Prepared(insert(events))
 _STREAM = Prepared(select(account_streams)
                    .where(account_streams.c.account_id == bindparam("account_id")))
@@ -68,15 +68,39 @@ def open_stream(conn: Connection, account_id: str) -> None:
     conn.execute(insert(account_streams).values(account_id=account_id, last_seq=0, pruned_seq=0))
 
 
+Entry = tuple[Iterable[str], str, dict[str, Any]]  # (accounts, event type, event data)
+
+
 def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any]) -> None:
     """Append one event to each account's stream (references only: never message text)."""
-    payload = orjson.dumps(data).decode()
+    append_all(tx, [(account_ids, type_, data)])
+
+
+def append_all(tx: Tx, entries: list[Entry]) -> None:
+    """``append`` for several events at once, in order: each stream is advanced by one
+    statement however many of the events it receives, and the events are inserted by one
+    ``executemany``."""
     at = now_text()
-    for account_id in dict.fromkeys(account_ids):
-        seq = _NEXT_SEQ.scalar(tx.conn, account_id=account_id)
-        _INSERT.run(tx.conn, account_id=account_id, seq=seq, type=type_, data=payload,
-                    created_at=at)
-        tx.wake.add(account_id)
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for account_ids, type_, data in entries:
+        payload = orjson.dumps(data).decode()
+        for account_id in dict.fromkeys(account_ids):
+            counts[account_id] = counts.get(account_id, 0) + 1
+            rows.append({"account_id": account_id, "type": type_, "data": payload,
+                         "created_at": at})
+    ends: dict[str, int] = {}  # each stream's end before these events
+    for account_id, count in counts.items():
+        last = _TAKE_SEQS.scalar(tx.conn, account_id=account_id, count=count)
+        if last is not None:  # None: erased, so nobody is left to tell
+            ends[account_id] = last - count
+    rows = [row for row in rows if row["account_id"] in ends]
+    for row in rows:
+        ends[row["account_id"]] += 1
+        row["seq"] = ends[row["account_id"]]
+    if rows:
+        _INSERT.run_many(tx.conn, rows)
+    tx.wake.update(ends)
 
 
 def stream(conn: Connection, account_id: str) -> Row | None:
