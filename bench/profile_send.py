@@ -2,6 +2,7 @@
 
     .venv/bin/pip install py-spy     # a tool for this script only, not a project dependency
     .venv/bin/python -m bench.profile_send [--seconds 10] [--senders 20] [--stored 1000000]
+                                           [--gil]
 
 py-spy samples every thread of the running server (the event loop and the SQLite writer
 thread, where the send transactions run), which an in-process profiler such as pyinstrument
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only the thread holding the GIL: Python's CPU, without "
+                        "the time a thread spends waiting for the GIL or inside SQLite")
     parser.add_argument("--stored", type=int, default=0,
                         help="messages (with their events) seeded before the server starts")
     args = parser.parse_args(argv)
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             recorder = subprocess.Popen(
                 [spy, "record", "--pid", str(server.pid), "--rate", str(args.rate),
                  "--duration", str(int(args.seconds)), "--format", "raw", "--nonblocking",
-                 "-o", str(raw_path)], stdout=subprocess.DEVNULL)
+                 "-o", str(raw_path), *(["--gil"] if args.gil else [])],
+                stdout=subprocess.DEVNULL)
             result = uvloop.run(load(server, [
                 (conversation.id, pairs.tokens[sender])
                 for conversation, sender in zip(pairs.conversations, pairs.senders,

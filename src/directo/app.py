@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
@@ -20,7 +21,13 @@ from directo.core import metrics
 from directo.core.broker import LocalBroker
 from directo.core.crypto import load_keyring
 from directo.core.db import Database
-from directo.core.http import AccessLog, BodyLimit, install_api_docs, install_error_handlers
+from directo.core.http import (
+    AccessLog,
+    BodyLimit,
+    HotRoutes,
+    install_api_docs,
+    install_error_handlers,
+)
 
 log = logging.getLogger("directo")
 
@@ -86,6 +93,7 @@ class App:
 def build_asgi(app: App) -> FastAPI:
     from directo.accounts.api import router as accounts_router
     from directo.brands.api import router as brands_router
+    from directo.conversations.api import hot_routes as conversations_hot_routes
     from directo.conversations.api import router as conversations_router
     from directo.events.api import router as events_router
     from directo.presence.api import router as presence_router
@@ -109,6 +117,11 @@ def build_asgi(app: App) -> FastAPI:
     for router in (conversations_router, events_router, accounts_router, brands_router,
                    presence_router):
         api.include_router(router)
+    hot = conversations_hot_routes(app)
+    hot_routes = [(route, hot[route.endpoint]) for route in conversations_router.routes
+                  if isinstance(route, APIRoute) and route.endpoint in hot]
+    assert len(hot_routes) == len(hot), "every hot handler names a route of its router"
+    api.add_middleware(HotRoutes, routes=hot_routes)
     install_web_app(api)
 
     @api.get("/healthz", tags=["operations"])

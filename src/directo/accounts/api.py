@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Row
+from starlette.datastructures import Headers
 
 from directo.accounts import service
 from directo.accounts.schemas import (
@@ -76,6 +77,13 @@ async def authenticated(
 
 
 Me = Annotated[Principal, Depends(authenticated)]
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, read as ``HTTPBearer`` reads it (for
+    hot routes, which answer only requests that carry one)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def account_out(row: Row) -> AccountOut:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
 
-from directo.accounts.api import AppDep, Me
+from directo.accounts import service as accounts_service
+from directo.accounts.api import AppDep, Me, bearer_token
+from directo.app import App
 from directo.conversations import service
 from directo.conversations.schemas import (
     ConversationOut,
@@ -24,7 +28,7 @@ from directo.conversations.schemas import (
     ReportOut,
     UnreadOut,
 )
-from directo.core.http import errors
+from directo.core.http import HotHandler, errors
 
 router = APIRouter(prefix="/api/v1")
 IdParam = Annotated[str, Path(max_length=64)]
@@ -41,16 +45,39 @@ def _json(model: BaseModel, status: int) -> Response:
                     media_type="application/json")
 
 
+async def _send(app: App, actor_id: str, conversation_id: str, body: MessageCreate) -> Response:
+    message, created = await service.send(app, actor_id, conversation_id, body.client_id,
+                                          body.text, body.reply_to)
+    return _json(MessageOut.model_validate(message), 201 if created else 200)
+
+
 # The send route first: routes are matched in order (see app.py).
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageOut,
              status_code=201,
              responses={200: {"model": MessageOut, "description": "a retry: the original"},
-                        **errors(400, 401, 403, 404, 409, 413, 422)}, tags=["messages"])
+                        **errors(400, 401, 403, 404, 409, 413, 422, 429)}, tags=["messages"])
 async def send_message(conversation_id: IdParam, body: MessageCreate, me: Me,
                        app: AppDep) -> Response:
-    message, created = await service.send(app, me.id, conversation_id, body.client_id,
-                                          body.text, body.reply_to)
-    return _json(MessageOut.model_validate(message), 201 if created else 200)
+    return await _send(app, me.id, conversation_id, body)
+
+
+def hot_routes(app: App) -> dict[Callable[..., Any], HotHandler]:
+    """``send_message`` as a hot route (core/http.HotRoutes): a bearer token and a valid
+    JSON body are answered here; anything else goes on to the route above."""
+    async def send(params: dict[str, str], headers: Headers, body: bytes) -> Response | None:
+        token = bearer_token(headers)
+        conversation_id = params["conversation_id"]
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if token is None or media_type != "application/json" or len(conversation_id) > 64:
+            return None
+        try:
+            message = MessageCreate.model_validate_json(body)
+        except ValidationError:
+            return None
+        account, _ = await accounts_service.authenticate(app, token)
+        return await _send(app, account.id, conversation_id, message)
+
+    return {send_message: send}
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201,

@@ -1,14 +1,18 @@
-"""HTTP plumbing shared by every router: error shapes, body limits, access log, metrics."""
+"""HTTP plumbing shared by every router: error shapes, body limits, access log, metrics,
+hot routes."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,11 +48,15 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
 
 
+def error_response(error: DirectoError) -> Response:
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status,
+                        headers=error.headers)
+
+
 def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(DirectoError)
     async def _directo(_: Request, error: DirectoError) -> Response:
-        return JSONResponse(error_body(error.code, error.message), status_code=error.status,
-                            headers=error.headers)
+        return error_response(error)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> Response:
@@ -72,6 +80,73 @@ def install_error_handlers(api: FastAPI) -> None:
         log.error("unhandled %s", type(error).__name__, exc_info=error)
         return JSONResponse(error_body("internal_error", "something went wrong on our side"),
                             status_code=500)
+
+
+HotHandler = Callable[[dict[str, str], Headers, bytes], Awaitable[Response | None]]
+
+
+class HotRoutes:
+    """The few routes on the send path, answered without FastAPI's routing, dependency
+    solving and exception middleware, which together cost more CPU than the send itself
+    (docs/performance.md).
+
+    The FastAPI route stays the definition: its path, its OpenAPI entry and every answer
+    but the plain one. A hot handler gets the path parameters, the headers and the whole
+    body; it answers the plain case (say, a bearer token and a well-formed body) or returns
+    None, and then the request goes on to the FastAPI route with the body replayed, which
+    answers it (with the standard validation error, say). A ``DirectoError`` becomes the
+    same error answer as on the FastAPI route. Installed inside the body limit, access log
+    and security headers, which see hot and ordinary requests alike."""
+
+    def __init__(self, app: ASGIApp, routes: list[tuple[APIRoute, HotHandler]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route, handler in self.routes:
+                if scope["method"] in route.methods:  # type: ignore[operator]
+                    found = route.path_regex.match(scope["path"])
+                    if found is not None:
+                        await self._serve(route, handler, found.groupdict(), scope, receive,
+                                          send)
+                        return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, route: APIRoute, handler: HotHandler, params: dict[str, str],
+                     scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            response = await handler(params, Headers(scope=scope), body)
+        except DirectoError as error:
+            response = error_response(error)
+        if response is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        scope["route"] = route  # for the access log, as the router would have set it
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over a body already read, then defers to the real one."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class BodyLimit:
