@@ -1,10 +1,14 @@
 """Database access: every use case is one function run in one transaction.
 
-SQLite (embedded default): a single writer thread owns the only write connection and commits
-the jobs that gathered while the previous commit ran as one transaction (group commit), each
-job inside its own SAVEPOINT so one job's failure never rolls back another's. A job's caller is
-answered only after the commit that holds its rows. Reads run inline on the caller's thread
-through a separate read connection: WAL readers never wait for the writer.
+SQLite (embedded default): one write connection. The jobs that gathered while the previous
+commit was being made durable run as one transaction (group commit), each inside its own
+SAVEPOINT so one job's failure never rolls back another's. Their statements run on the event
+loop's own thread, and only the COMMIT (the fsync) goes to a thread, while the loop carries on
+gathering the next batch. A job's caller is answered only after the commit that holds its rows.
+Running the statements in a writer thread instead cost more than the statements: every
+statement releases the GIL, so the two threads handed it back and forth several times per
+message (docs/performance.md). Reads run inline through a separate read connection: WAL
+readers never wait for the writer.
 
 PostgreSQL: a pool of connections; each use case runs in a worker thread in its own
 transaction and is retried on a unique-key race, a deadlock or a serialisation failure.
@@ -17,14 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, exc, pool
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    RootTransaction,
+    create_engine,
+    event,
+    exc,
+    pool,
+)
 
 T = TypeVar("T")
 
@@ -70,12 +82,11 @@ def _sqlite_engine(url: str, begin: str | None) -> Engine:
 
 
 class _Job:
-    __slots__ = ("args", "error", "fn", "future", "loop", "result", "wake")
+    __slots__ = ("args", "error", "fn", "future", "result", "wake")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                 loop: asyncio.AbstractEventLoop | None,
-                 future: asyncio.Future[Any] | None) -> None:
-        self.fn, self.args, self.loop, self.future = fn, args, loop, future
+                 future: asyncio.Future[Any]) -> None:
+        self.fn, self.args, self.future = fn, args, future
         self.result: Any = None
         self.error: BaseException | None = None
         self.wake: set[str] = set()
@@ -86,8 +97,13 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.on_commit: Callable[[set[str]], None] = lambda accounts: None
-        self._writer: threading.Thread | None = None
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # SQLite's group commit: the write connection, the loop its statements run on, the
+        # jobs waiting for the next batch, and whether a batch is running or committing
+        self._write_conn: Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._pending: list[_Job] = []
+        self._busy = False
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self._read_engine = _sqlite_engine(url, None)
@@ -100,16 +116,20 @@ class Database:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.is_sqlite and self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="directo-writer",
-                                            daemon=True)
-            self._writer.start()
+        if self.is_sqlite and self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="directo-commit")
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            self._writer.join(timeout=30)
-            self._writer = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)  # a commit under way completes
+            self._committer = None
+        for job in self._pending:  # never started: nothing of theirs was written
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the database is closed"))
+        self._pending.clear()
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
         if self.is_sqlite and self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
@@ -120,10 +140,17 @@ class Database:
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(tx, *args)`` in a transaction; return once it is committed."""
-        if self.is_sqlite and self._writer is not None:
+        if self.is_sqlite and self._committer is not None:
             loop = asyncio.get_running_loop()
+            if loop is not self._loop:  # a test client's loop per request, say
+                if self._busy:
+                    raise RuntimeError("SQLite writes from two event loops at once")
+                self._loop = loop
             future: asyncio.Future[T] = loop.create_future()
-            self._jobs.put(_Job(fn, args, loop, future))
+            self._pending.append(_Job(fn, args, future))
+            if not self._busy:
+                self._busy = True
+                loop.call_soon(self._run_batch)
             return await future
         result, wake = await anyio.to_thread.run_sync(self._run_tx, fn, args)
         self.on_commit(wake)
@@ -149,67 +176,73 @@ class Database:
                     log.info("retrying a transaction after %s", type(error.orig).__name__)
         raise AssertionError("unreachable")
 
-    def _write_loop(self) -> None:
-        with self.engine.connect() as conn:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < GROUP_COMMIT_MAX:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._commit_batch(conn, batch)
-                if stop:
-                    return
-
-    def _commit_batch(self, conn: Connection, batch: list[_Job]) -> None:
+    def _run_batch(self) -> None:
+        """On the loop: run the waiting jobs in one transaction, then hand its commit to the
+        committer thread. ``_busy`` stays set until that commit is settled, so batches never
+        overlap; jobs that arrive meanwhile form the next one."""
+        batch = self._pending[:GROUP_COMMIT_MAX]
+        del self._pending[:GROUP_COMMIT_MAX]
+        assert self._loop is not None and self._committer is not None
+        try:
+            if self._write_conn is None:
+                self._write_conn = self.engine.connect()
+            conn = self._write_conn
+            transaction = conn.begin()
+        except BaseException as error:  # the database is locked by another process, say
+            self._failed(batch, error)
+            self._settle(batch)
+            return
         # Savepoints go straight to the driver: through SQLAlchemy they cost as much as the
         # rest of a send together.
         driver = conn.connection.driver_connection
         assert driver is not None
         try:
-            with conn.begin():
-                for job in batch:
-                    tx = Tx(conn)
-                    driver.execute("SAVEPOINT job")
-                    try:
-                        job.result = job.fn(tx, *job.args)
-                        job.wake = tx.wake
-                    except BaseException as error:  # the job's own failure stays its own
-                        driver.execute("ROLLBACK TO job")
-                        job.error = error
-                    driver.execute("RELEASE job")
-        except BaseException as error:  # the commit failed: nobody's rows are durable
-            log.error("group commit of %d jobs failed: %s", len(batch), type(error).__name__)
             for job in batch:
-                if job.error is None:
-                    job.error, job.wake = error, set()
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in batch:
-            if job.loop is not None:
-                by_loop.setdefault(job.loop, []).append(job)
-        for loop, jobs in by_loop.items():  # one wake-up of each loop per batch
-            loop.call_soon_threadsafe(self._settle, jobs)
+                tx = Tx(conn)
+                driver.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(tx, *job.args)
+                    job.wake = tx.wake
+                except Exception as error:  # the job's own failure stays its own
+                    driver.execute("ROLLBACK TO job")
+                    job.error = error
+                driver.execute("RELEASE job")
+        except BaseException as error:  # the savepoints themselves failed (disk I/O, say)
+            transaction.rollback()
+            self._failed(batch, error)
+            self._settle(batch)
+            return
+        committing = self._loop.run_in_executor(self._committer, _commit, transaction)
+        committing.add_done_callback(lambda done: self._committed(batch, done))
 
-    def _settle(self, jobs: list[_Job]) -> None:
-        for job in jobs:
+    def _committed(self, batch: list[_Job], done: asyncio.Future[None]) -> None:
+        error = done.exception()
+        if error is not None:
+            self._failed(batch, error)
+        self._settle(batch)
+
+    def _failed(self, batch: list[_Job], error: BaseException) -> None:
+        """The transaction failed: nobody's rows are durable."""
+        log.error("group commit of %d jobs failed: %s", len(batch), type(error).__name__)
+        for job in batch:
+            if job.error is None:
+                job.error, job.wake = error, set()
+
+    def _settle(self, batch: list[_Job]) -> None:
+        for job in batch:
             if job.wake:
                 self.on_commit(job.wake)
-            future = job.future
-            if future is None or future.done():
+            if job.future.done():  # its caller gave up (a cancelled request)
                 continue
             if job.error is not None:
-                future.set_exception(job.error)
+                job.future.set_exception(job.error)
             else:
-                future.set_result(job.result)
+                job.future.set_result(job.result)
+        if self._pending:
+            assert self._loop is not None
+            self._loop.call_soon(self._run_batch)
+        else:
+            self._busy = False
 
     async def forget_old_pages(self) -> None:
         """On SQLite, fold the WAL into the database and truncate it, so pages that held
@@ -270,6 +303,15 @@ class Database:
     def connect(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+
+def _commit(transaction: RootTransaction) -> None:
+    """In the committer thread: COMMIT (the fsync), or roll back what could not be."""
+    try:
+        transaction.commit()
+    except BaseException:
+        transaction.rollback()
+        raise
 
 
 def _retryable(error: exc.DBAPIError) -> bool:
