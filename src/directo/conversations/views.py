@@ -36,6 +36,7 @@ class Renderer:
         self.conn = conn
         self.keyring = keyring
         self._accounts: dict[str, Row | ErasedAccount] = {}
+        self._account_views: dict[str, dict[str, Any]] = {}
         self._conversations: dict[str, Row] = {}
 
     # -- loading -------------------------------------------------------------------------------
@@ -53,8 +54,11 @@ class Renderer:
             self._accounts[row.id] = row
 
     def account(self, account_id: str) -> dict[str, Any]:
-        self.load_accounts({account_id})
-        return account_dict(self._accounts[account_id])
+        view = self._account_views.get(account_id)
+        if view is None:  # an event page names the same few accounts hundreds of times
+            self.load_accounts({account_id})
+            view = self._account_views[account_id] = account_dict(self._accounts[account_id])
+        return view
 
     def remember_conversation(self, row: Row) -> None:
         self._conversations[row.id] = row

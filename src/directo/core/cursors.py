@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
+
+import orjson
 
 from directo.core.errors import DirectoError
 
@@ -17,14 +18,13 @@ class BadCursor(DirectoError):
 
 
 def encode(kind: str, value: Any) -> str:
-    raw = json.dumps([kind, value], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(orjson.dumps([kind, value])).decode().rstrip("=")
 
 
 def decode(kind: str, text: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        found, value = json.loads(raw)
+        found, value = orjson.loads(raw)
     except (ValueError, TypeError) as error:
         raise BadCursor() from error
     if found != kind:
