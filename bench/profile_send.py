@@ -2,7 +2,7 @@
 
     .venv/bin/pip install py-spy     # a tool for this script only, not a project dependency
     .venv/bin/python -m bench.profile_send [--seconds 10] [--senders 20] [--stored 1000000]
-                                           [--gil]
+                                           [--gil] [--backend postgres]
 
 py-spy samples every thread of the running server (the event loop and the SQLite writer
 thread, where the send transactions run), which an in-process profiler such as pyinstrument
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help="postgres: the first of the two processes takes all the load")
     parser.add_argument("--gil", action="store_true",
                         help="sample only the thread holding the GIL: Python's CPU, without "
                         "the time a thread spends waiting for the GIL or inside SQLite")
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     raw_path = RESULTS / f"profile-send-{stamp}.txt"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="directo-profile-") as tmp:
-        deployment = Deployment.prepare("sqlite", Path(tmp))
+        deployment = Deployment.prepare(args.backend, Path(tmp))
         seeder = Seeder(deployment.database_url, deployment.keyring)
         with seeder.connect() as conn:
             pairs = seed_pairs(seeder, conn, args.senders)

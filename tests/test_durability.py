@@ -251,3 +251,23 @@ async def test_stream_resumes_across_a_restart_with_every_event_once(
         assert [frame["data"]["message"]["text"] for frame in frames] == \
             [message["text"] for message in sent]
     await _close([ana, ben, phone])
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_restarted_postgresql_costs_no_request(app: Any, signup: Any) -> None:
+    """Every pooled connection dropped (as by a PostgreSQL restart): the next requests, the
+    token lookup and the send transaction alike, reconnect and succeed; none is refused."""
+    from tests.helpers import friends
+
+    ana, _ben, conversation_id = await friends(signup)
+    await ana.send(conversation_id, "before")
+    admin = create_engine(app.settings.effective_database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        dropped = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    admin.dispose()
+    assert dropped, "the app held no connection to drop"
+    await ana.send(conversation_id, "after")
+    page = await ana.messages(conversation_id)
+    assert [message["text"] for message in page["items"]] == ["before", "after"]

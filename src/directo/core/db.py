@@ -11,7 +11,9 @@ message (docs/performance.md). Reads run inline through a separate read connecti
 readers never wait for the writer.
 
 PostgreSQL: a pool of connections; each use case runs in a worker thread in its own
-transaction and is retried on a unique-key race, a deadlock or a serialisation failure.
+transaction and is retried on a unique-key race, a deadlock or a serialisation failure, or
+once on a connection found dropped (a restarted server): cheaper than testing every
+connection as it leaves the pool, which cost a round trip per transaction.
 
 After a commit, the set of accounts whose event streams grew (``Tx.wake``) is handed to
 ``on_commit`` (the broker), on the event loop.
@@ -93,7 +95,7 @@ class _Job:
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.on_commit: Callable[[set[str]], None] = lambda accounts: None
@@ -109,8 +111,9 @@ class Database:
             self._read_engine = _sqlite_engine(url, None)
             self._read_conn: Connection | None = None
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                        pool_pre_ping=True)
+            # as many connections as the worker threads that use them (anyio's 40 by
+            # default): beyond the pool, overflow connections are opened and closed per use
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             self._read_engine = self.engine
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -166,14 +169,21 @@ class Database:
         for attempt in range(attempts):
             with self.engine.connect() as conn:
                 tx = Tx(conn)
+                transaction = conn.begin()
                 try:
-                    with conn.begin():
-                        result = fn(tx, *args)
-                    return result, tx.wake
-                except (exc.IntegrityError, exc.OperationalError) as error:
+                    result = fn(tx, *args)
+                except exc.DBAPIError as error:
+                    transaction.rollback()
                     if attempt + 1 == attempts or not _retryable(error):
                         raise
                     log.info("retrying a transaction after %s", type(error.orig).__name__)
+                    continue
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                # never retried: a commit that failed on the way back may have happened
+                transaction.commit()
+                return result, tx.wake
         raise AssertionError("unreachable")
 
     def _run_batch(self) -> None:
@@ -270,11 +280,11 @@ class Database:
 
     async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """``read`` for a function that runs exactly one statement, which is its own
-        snapshot: on SQLite no BEGIN and ROLLBACK around it (each is a call into SQLite that
-        hands the GIL to the writer thread and waits to get it back)."""
+        snapshot: no BEGIN and ROLLBACK around it (on PostgreSQL two round trips, on SQLite
+        two calls into the library)."""
         if self.is_sqlite:
             return fn(self._sqlite_reader(), *args)
-        return await self.read(fn, *args)
+        return await anyio.to_thread.run_sync(self._pg_read, fn, args, True)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         if self.is_sqlite:
@@ -295,9 +305,19 @@ class Database:
             self._read_conn = self._read_engine.connect()
         return self._read_conn
 
-    def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self.engine.connect() as conn, conn.begin():
-            return fn(conn, *args)
+    def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...],
+                 autocommit: bool = False) -> T:
+        for attempt in range(2):
+            try:
+                with self.engine.connect() as conn:
+                    if autocommit:
+                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    with conn.begin():
+                        return fn(conn, *args)
+            except exc.DBAPIError as error:
+                if attempt == 1 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -315,7 +335,7 @@ def _commit(transaction: RootTransaction) -> None:
 
 
 def _retryable(error: exc.DBAPIError) -> bool:
-    if isinstance(error, exc.IntegrityError):
+    if isinstance(error, exc.IntegrityError) or error.connection_invalidated:
         return True
     state = getattr(error.orig, "sqlstate", None)
     return state in {"40001", "40P01"}
