@@ -54,16 +54,22 @@ class Seeder:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A transaction for the whole seeding; on SQLite without fsyncs (only the seeding
-        is unsafe on power loss, never the server that runs afterwards)."""
+        is unsafe on power loss, never the server that runs afterwards). Afterwards the
+        planner's statistics are brought up to date, as they would be in a database that
+        grew to this size over time (PostgreSQL's autovacuum analyses a table a while after
+        bulk changes, and a measurement must not depend on whether it has yet)."""
         sqlite = self.engine.dialect.name == "sqlite"
         with self.engine.begin() as conn:
             if sqlite:
                 conn.exec_driver_sql("PRAGMA synchronous=OFF")
             yield conn
             self._close_streams(conn)
-        if sqlite:  # fold the seeding's WAL into the file now, not during a measurement
-            with self.engine.connect() as conn:
+        with self.engine.connect() as conn:
+            if sqlite:  # fold the seeding's WAL into the file now, not during a measurement
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
         self.engine.dispose()
 
     def _now(self) -> str:

@@ -132,6 +132,21 @@ def by_id(conn: Connection, conversation_id: str) -> Row | None:
     return _BY_ID.first(conn, id=conversation_id) if is_id(conversation_id) else None
 
 
+_BY_IDS = PreparedIn(lambda ids: select(conversations).where(conversations.c.id.in_(ids)))
+_BOTH_SIDES = PreparedIn(lambda ids: select(participants)
+                         .where(participants.c.conversation_id.in_(ids)))
+
+
+def by_ids(conn: Connection, conversation_ids: Iterable[str]) -> dict[str, Row]:
+    return {row.id: row for row in _BY_IDS.all(conn, list(set(conversation_ids)))}
+
+
+def both_sides(conn: Connection, conversation_ids: Iterable[str]) -> dict[tuple[str, str], Row]:
+    """Both participants of each conversation, by (conversation id, account id)."""
+    return {(row.conversation_id, row.account_id): row
+            for row in _BOTH_SIDES.all(conn, list(set(conversation_ids)))}
+
+
 def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id: str,
                         key_id: str, wrapped_key: bytes, created_at: str) -> None:
     conn.execute(insert(conversations).values(

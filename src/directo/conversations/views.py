@@ -72,10 +72,9 @@ class Renderer:
         return row
 
     def _load_conversations(self, ids: set[str]) -> None:
-        for conversation_id in ids - self._conversations.keys():
-            row = store.by_id(self.conn, conversation_id)
-            if row is not None:
-                self._conversations[conversation_id] = row
+        missing = ids - self._conversations.keys()
+        if missing:
+            self._conversations.update(store.by_ids(self.conn, missing))
 
     def text_of(self, message: Row) -> str | None:
         if message.body is None:
@@ -148,11 +147,8 @@ class Renderer:
             return []
         ids = {p.conversation_id for p in parts}
         self._load_conversations(ids)
-        peers = {}
-        for p in parts:
-            peer = store.participant(self.conn, p.conversation_id, p.peer_id)
-            assert peer is not None
-            peers[p.conversation_id] = peer
+        sides = store.both_sides(self.conn, ids)
+        peers = {p.conversation_id: sides[(p.conversation_id, p.peer_id)] for p in parts}
         last = store.messages_by_ids(self.conn, {p.last_message_id for p in parts
                                                  if p.last_message_id})
         rendered = {row["id"]: row for row in self.messages(list(last.values()),
