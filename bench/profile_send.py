@@ -4,9 +4,9 @@
     .venv/bin/python -m bench.profile_send [--seconds 10] [--senders 20] [--stored 1000000]
                                            [--gil] [--backend postgres]
 
-py-spy samples every thread of the running server (the event loop and the SQLite writer
-thread, where the send transactions run), which an in-process profiler such as pyinstrument
-would not. Prints the functions with the most samples, on their own (self) and with what they
+py-spy samples every thread of the running server (the event loop, where the send
+transactions run too, the SQLite commit thread, PostgreSQL's worker threads), which an
+in-process profiler such as pyinstrument would not. Prints the functions with the most samples, on their own (self) and with what they
 call (inclusive), and writes the raw stacks next to the results.
 """
 
@@ -55,8 +55,8 @@ def in_directo(name: str) -> bool:
 
 
 def thread_of(frames: list[str]) -> str:
-    if any("_write_loop" in frame for frame in frames):
-        return "SQLite writer thread"
+    if any(frame.startswith("_commit (") for frame in frames):
+        return "SQLite commit thread"
     if frames and frames[0].startswith("Thread._bootstrap"):
         return "other threads (thread pool)"
     return "event loop (main thread)"
