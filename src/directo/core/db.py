@@ -190,9 +190,11 @@ class Database:
         """On the loop: run the waiting jobs in one transaction, then hand its commit to the
         committer thread. ``_busy`` stays set until that commit is settled, so batches never
         overlap; jobs that arrive meanwhile form the next one."""
+        if self._committer is None:  # closed meanwhile; close() failed what was waiting
+            return
         batch = self._pending[:GROUP_COMMIT_MAX]
         del self._pending[:GROUP_COMMIT_MAX]
-        assert self._loop is not None and self._committer is not None
+        assert self._loop is not None
         try:
             if self._write_conn is None:
                 self._write_conn = self.engine.connect()
