@@ -328,10 +328,17 @@ class Database:
 
 
 def _commit(transaction: RootTransaction) -> None:
-    """In the committer thread: COMMIT (the fsync), or roll back what could not be."""
+    """In the committer thread: COMMIT (the fsync), or roll back what could not be.
+
+    A COMMIT that SQLite refuses (a deferred constraint, say) leaves its transaction open,
+    and SQLAlchemy, having seen the commit begin, no longer rolls it back: the driver must,
+    or the next batch could not begin."""
     try:
         transaction.commit()
     except BaseException:
+        driver = transaction.connection.connection.driver_connection
+        if getattr(driver, "in_transaction", False):
+            driver.rollback()  # type: ignore[union-attr]
         transaction.rollback()
         raise
 

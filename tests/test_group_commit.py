@@ -1,0 +1,64 @@
+"""SQLite's group commit (``core/db.py``): the writes that gather while a commit is under way
+share one transaction, yet one write's failure is its own, and a commit that fails fails
+every write in it: nobody is told "done" for a row that was rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import exc, text
+
+from directo.app import App
+from directo.core.db import Tx
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # PostgreSQL runs each write in its own transaction
+
+
+def _insert(n: int, fail: bool = False):  # type: ignore[no-untyped-def]
+    def job(tx: Tx) -> int:
+        tx.conn.exec_driver_sql("INSERT INTO scratch (n) VALUES (?)", (n,))
+        if fail:
+            raise ValueError(f"job {n} failed after writing")
+        return n
+
+    return job
+
+
+def _create_scratch(tx: Tx) -> None:
+    tx.conn.exec_driver_sql("CREATE TABLE scratch (n INTEGER)")
+
+
+def _stored(app: App) -> list[int]:
+    return app.db.read_sync(lambda conn: [row[0] for row in conn.execute(
+        text("SELECT n FROM scratch ORDER BY n"))])
+
+
+async def test_one_write_failing_undoes_only_its_own_rows(app: App) -> None:
+    await app.db.write(_create_scratch)
+    results = await asyncio.gather(app.db.write(_insert(1)), app.db.write(_insert(2, True)),
+                                   app.db.write(_insert(3)), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 3
+    assert isinstance(results[1], ValueError)
+    assert _stored(app) == [1, 3]
+
+
+async def test_a_failed_commit_fails_every_write_in_it(app: App) -> None:
+    await app.db.write(_create_scratch)
+
+    def dangling(tx: Tx) -> None:
+        # a foreign key checked only at COMMIT: the statement succeeds, the commit fails
+        tx.conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        tx.conn.exec_driver_sql(
+            "INSERT INTO account_streams (account_id, last_seq, pruned_seq) "
+            "VALUES ('acc_nobody', 0, 0)")
+
+    results = await asyncio.gather(app.db.write(_insert(1)), app.db.write(dangling),
+                                   return_exceptions=True)
+    assert all(isinstance(result, exc.IntegrityError) for result in results), results
+    assert _stored(app) == []
+    assert await app.db.write(_insert(2)) == 2  # the next batch is unaffected
+    assert _stored(app) == [2]
