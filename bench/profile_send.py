@@ -6,8 +6,9 @@
 
 py-spy samples every thread of the running server (the event loop, where the send
 transactions run too, the SQLite commit thread, PostgreSQL's worker threads), which an
-in-process profiler such as pyinstrument would not. Prints the functions with the most samples, on their own (self) and with what they
-call (inclusive), and writes the raw stacks next to the results.
+in-process profiler such as pyinstrument would not. Prints the functions with the most
+samples, on their own (self) and with what they call (inclusive), and writes the raw stacks
+next to the results.
 """
 
 from __future__ import annotations
