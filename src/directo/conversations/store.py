@@ -138,13 +138,13 @@ _BOTH_SIDES = PreparedIn(lambda ids: select(participants)
 
 
 def by_ids(conn: Connection, conversation_ids: Iterable[str]) -> dict[str, Row]:
-    return {row.id: row for row in _BY_IDS.all(conn, list(set(conversation_ids)))}
+    return {row.id: row for row in _BY_IDS.all(conn, list(conversation_ids))}
 
 
 def both_sides(conn: Connection, conversation_ids: Iterable[str]) -> dict[tuple[str, str], Row]:
     """Both participants of each conversation, by (conversation id, account id)."""
     return {(row.conversation_id, row.account_id): row
-            for row in _BOTH_SIDES.all(conn, list(set(conversation_ids)))}
+            for row in _BOTH_SIDES.all(conn, list(conversation_ids))}
 
 
 def insert_conversation(conn: Connection, conversation_id: str, a_id: str, b_id: str,
@@ -241,7 +241,7 @@ _MESSAGES = PreparedIn(lambda ids: select(messages).where(messages.c.id.in_(ids)
 
 
 def messages_by_ids(conn: Connection, message_ids: Iterable[str]) -> dict[str, Row]:
-    return {row.id: row for row in _MESSAGES.all(conn, list(set(message_ids)))}
+    return {row.id: row for row in _MESSAGES.all(conn, list(message_ids))}
 
 
 _BY_CLIENT_ID = Prepared(select(messages).where(messages.c.author_id == bindparam("author_id"),
@@ -296,7 +296,7 @@ _REACTIONS = PreparedIn(lambda ids: select(reactions).where(reactions.c.message_
 def reactions_for(conn: Connection, message_ids: Iterable[str]) -> dict[str, list[Row]]:
     """Each message's reactions, oldest first."""
     found: dict[str, list[Row]] = {}
-    for row in _REACTIONS.all(conn, list(set(message_ids))):
+    for row in _REACTIONS.all(conn, list(message_ids)):
         found.setdefault(row.message_id, []).append(row)
     return found
 

@@ -138,6 +138,8 @@ class PreparedIn:
         self._sizes: dict[int, Prepared] = {}
 
     def all(self, conn: Connection, values: list[Any]) -> list[Any]:
+        """The rows matching any of ``values``, each once (repeated values are asked once)."""
+        values = list(dict.fromkeys(values))
         rows: list[Any] = []
         for start in range(0, len(values), self.MOST):
             chunk = values[start:start + self.MOST]
