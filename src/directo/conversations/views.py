@@ -124,13 +124,13 @@ class Renderer:
             "id": row.id,
             "conversation_id": row.conversation_id,
             "client_id": row.client_id if row.sender_id == viewer_side else None,
-            "sender": account_dict(sender),
-            "author": account_dict(author) if author.id != sender.id else None,
+            "sender": self.account(sender.id),
+            "author": self.account(author.id) if author.id != sender.id else None,
             "sender_label": label,
             "text": self.text_of(row),
             "reply_to": None if reply is None else {
                 "id": reply.id,
-                "sender": account_dict(self._accounts[reply.sender_id]),
+                "sender": self.account(reply.sender_id),
                 "text": (self.text_of(reply) or "")[:SNIPPET] or None,
                 "deleted": reply.deleted_at is not None,
             },
@@ -161,8 +161,8 @@ class Renderer:
             last_message = rendered.get(p.last_message_id) if p.last_message_id else None
             out.append({
                 "id": p.conversation_id,
-                "with": account_dict(self._accounts[p.peer_id]),
-                "as": account_dict(self._accounts[p.account_id]),
+                "with": self.account(p.peer_id),
+                "as": self.account(p.account_id),
                 "folder": rules.folder_of(p.state, p.archived),
                 "state": p.state,
                 "archived": p.archived,

@@ -169,18 +169,14 @@ class Database:
         for attempt in range(attempts):
             with self.engine.connect() as conn:
                 tx = Tx(conn)
-                transaction = conn.begin()
+                transaction = conn.begin()  # closing the connection rolls back the rest
                 try:
                     result = fn(tx, *args)
                 except exc.DBAPIError as error:
-                    transaction.rollback()
                     if attempt + 1 == attempts or not _retryable(error):
                         raise
                     log.info("retrying a transaction after %s", type(error.orig).__name__)
                     continue
-                except BaseException:
-                    transaction.rollback()
-                    raise
                 # never retried: a commit that failed on the way back may have happened
                 transaction.commit()
                 return result, tx.wake
