@@ -167,3 +167,31 @@ def test_bad_flags_and_settings_get_a_clear_error(tmp_path: Path, args: list[str
     assert expected in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
     assert env.get("DIRECTO_MASTER_KEY", "\0") not in result.stderr + result.stdout
+
+
+def _metric(text: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples named exactly ``name`` (any labels)."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.split("{", 1)[0].split(" ", 1)[0] == name]
+    assert values, f"{name} is not in /metrics"
+    return sum(values)
+
+
+def test_serve_keeps_its_startup_heap_out_of_the_collectors_way_and_times_its_pauses(
+        server_factory: Callable[..., Any]) -> None:
+    """A full garbage collection over start-up's objects stopped the loop for 100+ ms; a
+    served process freezes them, and shows every collection's pause to its operator."""
+    server = server_factory()
+    with httpx.Client(base_url=server.url) as http:
+        for n in range(200):  # enough allocation for young collections to run
+            http.post("/api/v1/accounts", json={"handle": f"u{n}"})
+        text = http.get("/metrics").text
+    assert _metric(text, "directo_gc_frozen_objects") > 50_000
+    assert _metric(text, "directo_gc_pause_seconds_count") > 0
+
+
+async def test_an_app_that_does_not_own_its_process_leaves_the_collector_alone(
+        app: App) -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0

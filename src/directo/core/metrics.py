@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 registry = CollectorRegistry()
@@ -13,6 +17,15 @@ events_delivered = Counter("directo_events_delivered_total", "events pushed to c
                            ["transport"], registry=registry)
 streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=registry)
 
+gc_pauses = Histogram("directo_gc_pause_seconds",
+                      "garbage-collector pauses (the event loop stands still) by generation",
+                      ["generation"], registry=registry,
+                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+gc_frozen = Gauge("directo_gc_frozen_objects",
+                  "objects alive after start-up, which the garbage collector no longer walks",
+                  registry=registry)
+gc_frozen.set_function(gc.get_freeze_count)
+
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     requests.labels(method, route, str(status)).observe(seconds)
@@ -20,3 +33,21 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 def render() -> bytes:
     return generate_latest(registry)
+
+
+def time_gc_pauses() -> None:
+    """Observe every collection's pause in ``directo_gc_pause_seconds`` (once per process)."""
+    if _gc_pause in gc.callbacks:
+        return
+    gc.callbacks.append(_gc_pause)
+
+
+_gc_began = 0.0
+
+
+def _gc_pause(phase: str, info: dict[str, Any]) -> None:
+    global _gc_began
+    if phase == "start":
+        _gc_began = time.perf_counter()
+    else:
+        gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - _gc_began)
