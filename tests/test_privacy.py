@@ -17,10 +17,10 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from directo.accounts.cookies import SESSION_COOKIE
 from directo.app import App
 from directo.client import AsyncDirecto
 from directo.events.service import encode_cursor
-from directo.web.session import SESSION_COOKIE
 from tests.conftest import PASSWORD
 from tests.helpers import Signup, database_snapshot
 

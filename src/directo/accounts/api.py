@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Row
 from starlette.datastructures import Headers
 
-from directo.accounts import service
+from directo.accounts import cookies, service
 from directo.accounts.schemas import (
     AccountCreate,
     AccountErase,
@@ -24,7 +24,6 @@ from directo.accounts.schemas import (
 )
 from directo.app import App
 from directo.core.http import errors
-from directo.web import session as web_session
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/sessions")
@@ -68,10 +67,10 @@ async def authenticated(
     if credentials is not None:
         token: str | None = credentials.credentials
     else:  # the web app's cookie session: unsafe methods also need its CSRF token
-        token = request.cookies.get(web_session.SESSION_COOKIE)
+        token = request.cookies.get(cookies.SESSION_COOKIE)
         if token:
-            web_session.check_session_csrf(request.method, token,
-                                           request.headers.get(web_session.CSRF_HEADER))
+            cookies.check_session_csrf(request.method, token,
+                                           request.headers.get(cookies.CSRF_HEADER))
     account, token_hash = await service.authenticate(get_app(request), token)
     return Principal(account, token_hash)
 

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from directo.accounts import cookies
 from directo.accounts import service as accounts
 from directo.accounts.api import AppDep, Me, get_app
 from directo.conversations import service as conversations
@@ -21,7 +22,6 @@ from directo.core.http import errors
 from directo.events import service
 from directo.events.schemas import EventPage
 from directo.presence import service as presence
-from directo.web import session as web_session
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 log = logging.getLogger("directo.events")
@@ -48,8 +48,8 @@ async def stream(websocket: WebSocket, after: str | None = None) -> None:
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
-    if token is None and web_session.same_origin(websocket.headers):
-        token = websocket.cookies.get(web_session.SESSION_COOKIE)
+    if token is None and cookies.same_origin(websocket.headers):
+        token = websocket.cookies.get(cookies.SESSION_COOKIE)
     try:
         account, _ = await accounts.authenticate(app, token)
         seq = service.decode_cursor(after) if after else None

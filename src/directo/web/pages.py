@@ -15,13 +15,14 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Row
 
+from directo.accounts import cookies
 from directo.accounts import service as accounts
 from directo.accounts.api import get_app
 from directo.app import App
 from directo.brands.service import brands_of
 from directo.conversations import service as conversations
 from directo.core.errors import DirectoError
-from directo.web import i18n, session
+from directo.web import i18n
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -46,12 +47,12 @@ class Visitor:
     def csrf(self) -> str:
         """The token the page's forms and script send back."""
         if self.session_token is not None:
-            return session.csrf_for(self.session_token)
-        existing = self.request.cookies.get(session.LOGIN_CSRF_COOKIE)
+            return cookies.csrf_for(self.session_token)
+        existing = self.request.cookies.get(cookies.LOGIN_CSRF_COOKIE)
         if existing:
             return existing
         if self.new_login_csrf is None:
-            self.new_login_csrf = session.new_login_csrf()
+            self.new_login_csrf = cookies.new_login_csrf()
         return self.new_login_csrf
 
     def t(self, key: str, **values: object) -> str:
@@ -64,12 +65,12 @@ class Visitor:
                                               status_code=status)
         response.headers["Cache-Control"] = "no-store"
         if self.new_login_csrf is not None:
-            session.set_login_csrf(response, self.app.settings, self.new_login_csrf)
+            cookies.set_login_csrf(response, self.app.settings, self.new_login_csrf)
         return response
 
 
 async def _visitor(request: Request) -> Visitor:
-    token = request.cookies.get(session.SESSION_COOKIE)
+    token = request.cookies.get(cookies.SESSION_COOKIE)
     if token:
         try:
             account, token_hash = await accounts.authenticate(get_app(request), token)
@@ -99,14 +100,14 @@ def _error_key(error: DirectoError) -> str:
 
 async def _checked_form(visitor: Visitor) -> dict[str, str]:
     form = await _form(visitor.request)
-    session.check_csrf(visitor.csrf, form.get(session.CSRF_FIELD))
+    cookies.check_csrf(visitor.csrf, form.get(cookies.CSRF_FIELD))
     return form
 
 
 def _logged_in(visitor: Visitor, token: str) -> Response:
     response = _redirect("/")
-    session.set_session(response, visitor.app.settings, token)
-    response.delete_cookie(session.LOGIN_CSRF_COOKIE, path="/")
+    cookies.set_session(response, visitor.app.settings, token)
+    response.delete_cookie(cookies.LOGIN_CSRF_COOKIE, path="/")
     return response
 
 
@@ -129,7 +130,7 @@ async def login(request: Request) -> Response:
     visitor = await _visitor(request)
     form = await _form(request)
     try:
-        session.check_csrf(visitor.csrf, form.get(session.CSRF_FIELD))
+        cookies.check_csrf(visitor.csrf, form.get(cookies.CSRF_FIELD))
         token, _ = await accounts.login(visitor.app, form.get("handle", ""),
                                         form.get("password", ""), _client(request))
     except DirectoError as error:
@@ -158,7 +159,7 @@ async def signup(request: Request) -> Response:
     form = await _form(request)
     handle, password = form.get("handle", ""), form.get("password", "")
     try:
-        session.check_csrf(visitor.csrf, form.get(session.CSRF_FIELD))
+        cookies.check_csrf(visitor.csrf, form.get(cookies.CSRF_FIELD))
         await accounts.create_account(visitor.app, handle, password,
                                       form.get("display_name", ""), "person")
         token, _ = await accounts.login(visitor.app, handle, password, _client(request))
@@ -176,7 +177,7 @@ async def logout(request: Request) -> Response:
         await _checked_form(visitor)
         await accounts.logout(visitor.app, visitor.token_hash)
     response = _redirect("/login")
-    session.clear_session(response, visitor.app.settings)
+    cookies.clear_session(response, visitor.app.settings)
     return response
 
 
