@@ -2,7 +2,8 @@
 (spread over a hundred accounts and over the processes) until done or until an upgrade is
 refused or takes over 30 s; held past a catch-up period, then counted. The server's RSS growth
 per stream and its CPU while merely holding them are compared with the baseline's idle
-WebSockets."""
+WebSockets. The full garbage collections the server ran meanwhile (each stops its event loop
+for as long as it walks every object not frozen at start-up) are read from its ``/metrics``."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Protocol
 
 from bench.context import Context
 from bench.figures import Figure, Target
-from bench.load import IdleWebSocket, open_idle_websocket
+from bench.load import ConnectionPool, IdleWebSocket, http_request, open_idle_websocket
 from bench.seed import Seeder
-from bench.server import HOST
+from bench.server import HOST, ServerProcess
 
 ACCOUNTS = 100
 BATCH = 250
@@ -64,6 +65,24 @@ async def hold(count: int, open_one: Opener, server: Measured) -> Holding:
     return Holding(sockets, refused, per_stream, sum(ws.open for ws in sockets), share)
 
 
+async def full_collections(server: ServerProcess) -> tuple[int, float]:
+    """How many full (generation 2) collections the server ran, and their total pause."""
+    pool = ConnectionPool(HOST, server.port)
+    try:
+        status, body = await pool.request(http_request("GET", "/metrics",
+                                                       f"{HOST}:{server.port}"))
+    finally:
+        pool.close()
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    samples: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("directo_gc_pause_seconds_") and 'generation="2"' in line:
+            name, _, value = line.rpartition(" ")
+            samples[name.split("{", 1)[0].rsplit("_", 1)[1]] = float(value)
+    return int(samples["count"]), samples["sum"]
+
+
 def close_all(sockets: list[IdleWebSocket]) -> None:
     for ws in sockets:
         if ws.transport is not None:
@@ -96,6 +115,7 @@ async def run(ctx: Context) -> list[Figure]:
 
         directo = await hold(count, open_directo, deployment)
         total_mib = deployment.rss_kib() / 1024
+        collections = [await full_collections(server) for server in deployment.servers]
         close_all(directo.sockets)
     finally:
         deployment.close()
@@ -106,6 +126,9 @@ async def run(ctx: Context) -> list[Figure]:
         **{system: {key: value for key, value in vars(holding).items() if key != "sockets"}
            for system, holding in (("directo", directo), ("baseline", baseline))}}
     held = len(directo.sockets)
+    full_gcs = sum(number for number, _ in collections)
+    ctx.details["connections"]["full_collections"] = [
+        {"count": number, "seconds": round(seconds, 4)} for number, seconds in collections]
     figures = [
         Figure("connections", f"streams open after {HOLD_SECONDS} s (of {count:,} asked)",
                directo.still_open, "streams", baseline.still_open, Target(">=", count)),
@@ -115,6 +138,11 @@ async def run(ctx: Context) -> list[Figure]:
                directo.hold_cpu_share * 100, "% of a core", baseline.hold_cpu_share * 100),
         Figure("connections", f"server RSS with {held:,} streams", total_mib, "MiB", None,
                Target("<", RSS_TARGET_MIB) if held == FULL else None),
+        Figure("connections", f"full GC collections while opening and holding {held:,}",
+               full_gcs, "collections", None),
+        Figure("connections", "mean full GC pause (the loop stands still)",
+               sum(seconds for _, seconds in collections) / max(full_gcs, 1) * 1000, "ms",
+               None),
     ]
     if held != FULL:
         figures.append(Figure("connections", f"server RSS projected to {FULL:,}",

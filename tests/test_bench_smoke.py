@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from bench.__main__ import parse
+from bench.connections import full_collections
 from bench.figures import Figure, Run, Target
 from bench.load import (
     ConnectionPool,
@@ -108,6 +109,9 @@ async def test_seeded_conversations_are_served_decrypted(tmp_path: Path) -> None
         listed = httpx.get(f"{server.url}/api/v1/conversations", headers=headers).json()
         assert [c["id"] for c in listed["items"]] == [conversation]
         assert deployment.rss_kib() > 0 and deployment.cpu_seconds() > 0
+        # the collection that precedes the start-up freeze is the first one counted
+        count, seconds = await full_collections(server)
+        assert count >= 1 and seconds > 0
     finally:
         deployment.close()
 
