@@ -70,7 +70,7 @@ async def authenticated(
         token = request.cookies.get(cookies.SESSION_COOKIE)
         if token:
             cookies.check_session_csrf(request.method, token,
-                                           request.headers.get(cookies.CSRF_HEADER))
+                                       request.headers.get(cookies.CSRF_HEADER))
     account, token_hash = await service.authenticate(get_app(request), token)
     return Principal(account, token_hash)
 

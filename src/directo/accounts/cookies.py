@@ -1,4 +1,5 @@
-"""The cookie session the pages use, and its CSRF protection.
+"""The session cookie of the web app (the API accepts it too, from the app's own pages) and
+its CSRF protection.
 
 The session cookie holds the same token as ``Authorization: Bearer``. A request that uses the
 cookie for an unsafe method must also carry ``X-CSRF-Token`` (or a ``csrf_token`` form field),

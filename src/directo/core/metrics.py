@@ -20,7 +20,8 @@ streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=
 gc_pauses = Histogram("directo_gc_pause_seconds",
                       "garbage-collector pauses (the event loop stands still) by generation",
                       ["generation"], registry=registry,
-                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                               1, 2.5))
 gc_frozen = Gauge("directo_gc_frozen_objects",
                   "objects alive after start-up, which the garbage collector no longer walks",
                   registry=registry)
