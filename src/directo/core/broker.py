@@ -43,8 +43,11 @@ class Subscription:
     async def wait(self, timeout: float) -> None:
         """Return when something arrived, or after ``timeout`` seconds."""
         if not self._signal.is_set():
+            # asyncio.timeout, not wait_for: wait_for runs the wait in a task of its own,
+            # one more task per open stream and per wake-up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._signal.wait()
 
     def take(self) -> tuple[bool, list[dict[str, Any]]]:
         """Whether the streams grew since the last take, and the ephemeral events waiting."""
