@@ -16,7 +16,7 @@ from bench.context import Context
 from bench.figures import Figure, Target
 from bench.load import ConnectionPool, IdleWebSocket, http_request, open_idle_websocket
 from bench.seed import Seeder
-from bench.server import HOST, ServerProcess
+from bench.server import HOST, Deployment, ServerProcess
 
 ACCOUNTS = 100
 BATCH = 250
@@ -65,6 +65,14 @@ async def hold(count: int, open_one: Opener, server: Measured) -> Holding:
     return Holding(sockets, refused, per_stream, sum(ws.open for ws in sockets), share)
 
 
+def seed_stream_owners(deployment: Deployment) -> list[str]:
+    """The session tokens of ``ACCOUNTS`` accounts, to spread the streams over."""
+    seeder = Seeder(deployment.database_url, deployment.keyring)
+    with seeder.connect() as conn:
+        ids = seeder.accounts(conn, [f"idle{n}" for n in range(ACCOUNTS)])
+        return list(seeder.sessions(conn, ids).values())
+
+
 async def full_collections(server: ServerProcess) -> tuple[int, float]:
     """How many full (generation 2) collections the server ran, and their total pause."""
     pool = ConnectionPool(HOST, server.port)
@@ -100,10 +108,7 @@ async def run(ctx: Context) -> list[Figure]:
     close_all(baseline.sockets)
 
     deployment = ctx.deployment("connections")
-    seeder = Seeder(deployment.database_url, deployment.keyring)
-    with seeder.connect() as conn:
-        ids = seeder.accounts(conn, [f"idle{n}" for n in range(ACCOUNTS)])
-        tokens = list(seeder.sessions(conn, ids).values())
+    tokens = seed_stream_owners(deployment)
     deployment.start()
     try:
         idle_rss = deployment.rss_kib()

@@ -19,19 +19,15 @@ from pathlib import Path
 
 import uvloop
 
-from bench.connections import ACCOUNTS, BATCH, close_all, full_collections
+from bench.connections import ACCOUNTS, BATCH, close_all, full_collections, seed_stream_owners
 from bench.load import open_idle_websocket
-from bench.seed import Seeder
 from bench.server import HOST, Deployment
 
 
 async def churn(rounds: int, streams: int) -> None:
     with tempfile.TemporaryDirectory(prefix="directo-gc-churn-") as tmp:
         deployment = Deployment.prepare("sqlite", Path(tmp))
-        seeder = Seeder(deployment.database_url, deployment.keyring)
-        with seeder.connect() as conn:
-            ids = seeder.accounts(conn, [f"idle{n}" for n in range(ACCOUNTS)])
-            tokens = list(seeder.sessions(conn, ids).values())
+        tokens = seed_stream_owners(deployment)
         deployment.start()
         try:
             server = deployment.server_for(0)
