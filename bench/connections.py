@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.context import Context
 from bench.figures import Figure, Target
 from bench.load import ConnectionPool, IdleWebSocket, http_request, open_idle_websocket
@@ -83,12 +85,11 @@ async def full_collections(server: ServerProcess) -> tuple[int, float]:
         pool.close()
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
-    samples: dict[str, float] = {}
-    for line in body.decode().splitlines():
-        if line.startswith("directo_gc_pause_seconds_") and 'generation="2"' in line:
-            name, _, value = line.rpartition(" ")
-            samples[name.split("{", 1)[0].rsplit("_", 1)[1]] = float(value)
-    return int(samples["count"]), samples["sum"]
+    samples = {sample.name: sample.value
+               for family in text_string_to_metric_families(body.decode())
+               for sample in family.samples if sample.labels.get("generation") == "2"}
+    return (int(samples["directo_gc_pause_seconds_count"]),
+            samples["directo_gc_pause_seconds_sum"])
 
 
 def close_all(sockets: list[IdleWebSocket]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
 from directo.app import App
@@ -172,8 +173,8 @@ def test_bad_flags_and_settings_get_a_clear_error(tmp_path: Path, args: list[str
 
 def _metric(text: str, name: str) -> float:
     """The sum of a Prometheus metric's samples named exactly ``name`` (any labels)."""
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.split("{", 1)[0].split(" ", 1)[0] == name]
+    values = [sample.value for family in text_string_to_metric_families(text)
+              for sample in family.samples if sample.name == name]
     assert values, f"{name} is not in /metrics"
     return sum(values)
 
