@@ -65,11 +65,15 @@ class Prepared:
         names = [c.key for c in columns]
         self._row: Any = namedtuple("Row", names) if names else None
         self._booleans = tuple(i for i, c in enumerate(columns) if isinstance(c.type, Boolean))
+        _every.append(self)
 
     def _plan(self, conn: Connection) -> _Plan:
-        plan = self._plans.get(conn.dialect.name)
+        return self.plan_for(conn.dialect)
+
+    def plan_for(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect.name)
         if plan is None:
-            plan = self._plans[conn.dialect.name] = _Plan(self.statement, conn.dialect)
+            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
         return plan
 
     def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
@@ -119,6 +123,18 @@ class Prepared:
     def scalar(self, conn: Connection, **values: Any) -> Any:
         raw = self._cursor(conn, values).fetchone()
         return None if raw is None else raw[0]
+
+
+# every statement: module constants, and the few sizes of each PreparedIn (at most ten)
+_every: list[Prepared] = []
+
+
+def compile_all(dialect: Dialect) -> int:
+    """Compile every statement made so far for ``dialect`` (a server's start), instead of on
+    its first use, which a request would wait for; how many there are."""
+    for prepared in _every:
+        prepared.plan_for(dialect)
+    return len(_every)
 
 
 class PreparedIn:
