@@ -160,10 +160,10 @@ async def _walk_routes(api: FastAPI) -> None:
     started process answered took 70-120 ms (1-2 ms after). A request for a path that no
     route has is matched against every router; it goes to the router alone, so no access
     log, metric or middleware sees it."""
+    path = "/.directo-start-up"
     scope: Scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": "/.directo-start-up", "raw_path": b"/.directo-start-up",
-             "root_path": "", "query_string": b"", "headers": [], "client": None,
-             "server": None}
+                    "path": path, "raw_path": path.encode(), "root_path": "",
+                    "query_string": b"", "headers": [], "client": None, "server": None}
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
