@@ -7,7 +7,7 @@ from bench.context import Context
 from bench.figures import Figure, Target
 from bench.load import LoadResult, RequestFactory, closed_loop, http_request
 from bench.seed import Seeder, seed_pairs
-from bench.server import HOST
+from bench.server import HOST, Deployment
 
 SENDERS = (1, 20, 50)
 TEXT = "x" * 100
@@ -32,6 +32,24 @@ async def run_baseline(ctx: Context, senders: int, seconds: float) -> LoadResult
     return await closed_loop(targets, seconds, server_cpu=ctx.baseline.cpu_seconds)
 
 
+def _group_commits(deployment: Deployment) -> tuple[float, float] | None:
+    """SQLite's group commits so far, as (writes, commits), from the server's metrics; None
+    on PostgreSQL, which commits each write on its own."""
+    if deployment.backend != "sqlite":
+        return None
+    server = deployment.servers[0]
+    writes = server.metric("directo_commit_batch_jobs_sum")
+    commits = server.metric("directo_commit_batch_jobs_count")
+    return None if writes is None or commits is None else (writes, commits)
+
+
+def _per_commit(before: tuple[float, float] | None,
+                after: tuple[float, float] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 async def run(ctx: Context) -> list[Figure]:
     seconds = ctx.sized(10, 3)
     deployment = ctx.deployment("send")
@@ -50,7 +68,9 @@ async def run(ctx: Context) -> list[Figure]:
                 token = pairs.tokens[pairs.senders[n]]
                 targets.append((HOST, server.port, message_request(
                     f"{HOST}:{server.port}", path, token, f"d{senders}-{n}")))
+            commits_before = _group_commits(deployment)
             directo = await closed_loop(targets, seconds, server_cpu=deployment.cpu_seconds)
+            per_commit = _per_commit(commits_before, _group_commits(deployment))
             details[f"{senders}_senders"] = {"directo": directo.summary(),
                                              "baseline": baseline.summary()}
             targeted = senders == TARGETED_SENDERS
@@ -63,6 +83,9 @@ async def run(ctx: Context) -> list[Figure]:
                        directo.summary()["server_cpu_us_per_request"], "µs",
                        baseline.summary()["server_cpu_us_per_request"]),
             ]
+            if per_commit is not None:
+                figures.append(Figure("send", f"sends per group commit, {senders} senders",
+                                      per_commit, "sends"))
             if targeted:
                 figures.append(Figure("send", f"load client CPU, {senders} senders",
                                       directo.client_cpu_share * 100, "% of a core",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from directo.core import crypto
@@ -93,6 +94,16 @@ class ServerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+    def metric(self, sample: str) -> float | None:
+        """One sample of the server's ``/metrics`` (a histogram's ``_sum``, say), or None
+        if it has none."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for found in family.samples:
+                if found.name == sample and not found.labels:
+                    return float(found.value)
+        return None
 
     def cpu_seconds(self) -> float:
         """User + system CPU time so far, from /proc/<pid>/stat."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import exc, text
 
 from directo.app import App
+from directo.core import metrics
 from directo.core.db import Tx
 
 
@@ -62,3 +64,21 @@ async def test_a_failed_commit_fails_every_write_in_it(app: App) -> None:
     assert _stored(app) == []
     assert await app.db.write(_insert(2)) == 2  # the next batch is unaffected
     assert _stored(app) == [2]
+
+
+def _commit_totals() -> tuple[float, float]:
+    """(writes, commits) so far, as ``/metrics`` reports them."""
+    found = {sample.name: sample.value
+             for family in text_string_to_metric_families(metrics.render().decode())
+             for sample in family.samples}
+    return found["directo_commit_batch_jobs_sum"], found["directo_commit_batch_jobs_count"]
+
+
+async def test_metrics_tell_how_many_writes_each_commit_held(app: App) -> None:
+    await app.db.write(_create_scratch)
+    writes, commits = _commit_totals()
+    await asyncio.gather(*(app.db.write(_insert(n)) for n in range(20)))
+    now_writes, now_commits = _commit_totals()
+    assert now_writes - writes == 20
+    # all twenty were waiting when the batch began: one transaction, one commit
+    assert now_commits - commits == 1

@@ -40,6 +40,8 @@ from sqlalchemy import (
     pool,
 )
 
+from directo.core import metrics
+
 T = TypeVar("T")
 
 metadata = MetaData()
@@ -190,6 +192,7 @@ class Database:
             return
         batch = self._pending[:GROUP_COMMIT_MAX]
         del self._pending[:GROUP_COMMIT_MAX]
+        metrics.commit_batch_jobs.observe(len(batch))
         assert self._loop is not None
         try:
             if self._write_conn is None:

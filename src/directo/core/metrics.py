@@ -15,6 +15,9 @@ requests = Histogram("directo_http_request_seconds", "HTTP requests by route and
 messages_sent = Counter("directo_messages_sent_total", "messages committed", registry=registry)
 events_delivered = Counter("directo_events_delivered_total", "events pushed to clients",
                            ["transport"], registry=registry)
+commit_batch_jobs = Histogram("directo_commit_batch_jobs",
+                              "writes committed together by one SQLite group commit",
+                              registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=registry)
 
 gc_pauses = Histogram("directo_gc_pause_seconds",
