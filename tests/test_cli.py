@@ -208,7 +208,7 @@ async def test_the_start_up_walk_builds_every_router_s_routes(app: App) -> None:
     one: if a FastAPI upgrade changes it, this says the walk needs another look)."""
     from directo.app import _walk_routes
 
-    api = app.asgi()
+    api = app.api
     included = [route for route in api.router.routes
                 if hasattr(route, "_effective_candidates_version")]
     assert len(included) >= 5  # the feature routers

@@ -124,3 +124,24 @@ async def test_the_body_limit_holds_on_the_hot_path(http: httpx.AsyncClient, app
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
     assert (await ana.messages(conversation_id))["items"] == []
+
+
+async def test_an_error_nobody_expected_is_answered_alike_both_ways(
+        app: App, signup: Signup, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    ana, _ben, conversation_id = await friends(signup)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr("directo.conversations.service.send", broken)
+    # FastAPI's error middleware answers, then raises the error on for the server to see
+    transport = httpx.ASGITransport(app=app.asgi(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(base_url="http://directo.test", transport=transport) as http:
+        hot, framework = await both_ways(http, f"/api/v1/conversations/{conversation_id}/messages",
+                                         ana.token, b'{"client_id": "CID", "text": "secret"}',
+                                         fresh_client_ids=True)
+    assert hot[0] == 500 and hot[1]["error"]["code"] == "internal_error"
+    assert hot[2]["content-security-policy"]
+    assert hot == framework
+    assert "unhandled RuntimeError" in caplog.text and "secret" not in caplog.text

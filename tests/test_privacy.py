@@ -1,6 +1,6 @@
 """Invariant 1, walked over every route: to anyone outside a conversation it does not exist.
 
-The route table below is checked against ``app.asgi().routes``, so a new route fails this test
+The route table below is checked against ``app.api.routes``, so a new route fails this test
 until someone decides how an outsider probes it. Outsiders are a stranger, someone a
 participant blocked, and a former member of the brand; targets are a person-to-person
 conversation and a brand's conversation with a customer, each with a message, a reply and a
@@ -149,7 +149,7 @@ def app_routes(api: FastAPI) -> set[tuple[str, str]]:
 
 
 def test_every_route_has_a_probe(app) -> None:
-    routes = app_routes(app.asgi())
+    routes = app_routes(app.api)
     assert routes - PROBES.keys() == set(), "add a privacy probe for these routes"
     assert PROBES.keys() - routes == set(), "these probes are for routes that no longer exist"
 

@@ -77,9 +77,15 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> Response:
-        log.error("unhandled %s", type(error).__name__, exc_info=error)
-        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
-                            status_code=500)
+        return unexpected_error_response(error)
+
+
+def unexpected_error_response(error: Exception) -> Response:
+    """The 500 for an error no handler expected, logged with its traceback (which names the
+    code, never the request's body)."""
+    log.error("unhandled %s", type(error).__name__, exc_info=error)
+    return JSONResponse(error_body("internal_error", "something went wrong on our side"),
+                        status_code=500)
 
 
 HotHandler = Callable[[dict[str, str], Headers, bytes], Awaitable[Response | None]]
@@ -95,8 +101,9 @@ class HotRoutes:
     body; it answers the plain case (say, a bearer token and a well-formed body) or returns
     None, and then the request goes on to the FastAPI route with the body replayed, which
     answers it (with the standard validation error, say). A ``DirectoError`` becomes the
-    same error answer as on the FastAPI route. Installed inside the body limit, access log
-    and security headers, which see hot and ordinary requests alike."""
+    same error answer as on the FastAPI route, and so does an error nobody expected.
+    Installed inside the body limit, access log and security headers, which see hot and
+    ordinary requests alike, and in front of FastAPI's own middleware (see ``app.py``)."""
 
     def __init__(self, app: ASGIApp, routes: list[tuple[APIRoute, HotHandler]]) -> None:
         self.app = app
@@ -128,6 +135,8 @@ class HotRoutes:
             response = await handler(params, Headers(scope=scope), body)
         except DirectoError as error:
             response = error_response(error)
+        except Exception as error:
+            response = unexpected_error_response(error)
         if response is None:
             await self.app(scope, _replay(body, receive), send)
             return

@@ -42,8 +42,15 @@ class _Plan:
         if self.defaults:
             values = {**self.defaults, **values}
         if self.positional:
-            return tuple(values.get(name) for name in self.names)
-        return {name: values.get(name) for name in self.names}
+            return tuple(map(values.get, self.names))
+        return dict(zip(self.names, map(values.get, self.names), strict=True))
+
+
+def _driver(conn: Connection) -> Any:
+    """The driver's own connection under ``conn``: for the synchronous drivers Directo uses
+    (sqlite3, psycopg) the DBAPI connection is it, one attribute away instead of the two
+    properties of ``driver_connection``."""
+    return conn.connection.dbapi_connection
 
 
 def _as_sqlalchemy(error: Exception, dialect: Dialect, sql: str, parameters: Any) -> Exception:
@@ -67,9 +74,6 @@ class Prepared:
         self._booleans = tuple(i for i, c in enumerate(columns) if isinstance(c.type, Boolean))
         _every.append(self)
 
-    def _plan(self, conn: Connection) -> _Plan:
-        return self.plan_for(conn.dialect)
-
     def plan_for(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect.name)
         if plan is None:
@@ -77,11 +81,10 @@ class Prepared:
         return plan
 
     def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
-        plan = self._plan(conn)
+        plan = self._plans.get(conn.dialect.name) or self.plan_for(conn.dialect)
         parameters = plan.parameters(values)
         try:
-            return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                plan.sql, parameters)
+            return _driver(conn).execute(plan.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as error:
             raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
 
@@ -105,11 +108,10 @@ class Prepared:
 
     def run_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Execute once per row: one statement prepared, many executed."""
-        plan = self._plan(conn)
+        plan = self.plan_for(conn.dialect)
         parameters = [plan.parameters(values) for values in rows]
         try:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany(plan.sql, parameters)
+            _driver(conn).cursor().executemany(plan.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as error:
             raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
 

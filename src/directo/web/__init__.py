@@ -11,10 +11,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def install(api: FastAPI) -> None:
-    """Serve the pages under ``/`` and their assets under ``/static``, with security headers."""
+    """Serve the pages under ``/`` and their assets under ``/static`` (the security headers
+    are sent by ``web.security.SecurityHeaders``, in front of every route: see ``app.py``)."""
     from directo.web.pages import router
-    from directo.web.security import SecurityHeaders
 
     api.include_router(router)
     api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    api.add_middleware(SecurityHeaders)
