@@ -6,6 +6,7 @@ import pytest
 
 from directo.client import DirectoAPIError
 from tests.conftest import PASSWORD
+from tests.helpers import friends
 
 
 async def test_signup_login_me_logout(client) -> None:
@@ -75,6 +76,25 @@ async def test_each_session_is_its_own_device(signup, client) -> None:
     assert phone.token != ana.token
     await ana.logout()
     assert (await phone.me())["handle"] == "ana"
+
+
+async def test_a_token_logged_out_can_send_no_more_at_once(signup, client) -> None:
+    """The send path remembers the tokens it has resolved (one SQLite process): logging out
+    must forget the token there too, and only that one."""
+    ana, _ben, conversation_id = await friends(signup)
+    phone = client()
+    await phone.login("ana", PASSWORD)
+    await ana.send(conversation_id, "from the laptop")
+    await phone.send(conversation_id, "from the phone")
+    token = ana.token
+    await ana.logout()
+    ana.token = token
+    with pytest.raises(DirectoAPIError) as refused:
+        await ana.send(conversation_id, "after logging out")
+    assert refused.value.status == 401
+    assert (await phone.send(conversation_id, "still here"))["text"] == "still here"
+    texts = [m["text"] for m in (await phone.messages(conversation_id))["items"]]
+    assert "after logging out" not in texts
 
 
 async def test_update_me(signup) -> None:

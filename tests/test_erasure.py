@@ -17,13 +17,7 @@ from directo.client import AsyncDirecto, DirectoAPIError
 from directo.conversations.store import conversations, messages
 from directo.core.crypto import NONCE_BYTES
 from tests.conftest import PASSWORD
-
-
-async def _friends(signup) -> tuple[AsyncDirecto, AsyncDirecto, str]:
-    ana, ben = await signup("ana"), await signup("ben")
-    await ana.follow("ben")
-    await ben.follow("ana")
-    return ana, ben, (await ana.start_conversation("ben"))["id"]
+from tests.helpers import friends
 
 
 def _message_row(app: App, message_id: str) -> Row | None:
@@ -42,7 +36,7 @@ def _wrapped_keys(app: App) -> list[tuple[str, bytes | None]]:
 
 
 async def test_wrong_password_refuses_and_changes_nothing(signup) -> None:
-    ana, ben, conversation_id = await _friends(signup)
+    ana, ben, conversation_id = await friends(signup)
     await ana.send(conversation_id, "still here")
     with pytest.raises(DirectoAPIError) as refused:
         await ana.erase_account("not my password")
@@ -65,13 +59,18 @@ async def test_erasure_needs_a_session_and_a_password(client, signup) -> None:
 
 
 async def test_erasure_ends_sessions_and_frees_the_handle(signup, client) -> None:
-    ana = await signup("ana")
+    ana, _ben, conversation_id = await friends(signup)
     other_device = client()
     await other_device.login("ana", PASSWORD)
+    await other_device.send(conversation_id, "sent from the other device")
     await ana.erase_account(PASSWORD)
     with pytest.raises(DirectoAPIError) as gone:
         await other_device.me()
     assert gone.value.status == 401
+    # the send path, which remembers tokens it has resolved, has forgotten this one too
+    with pytest.raises(DirectoAPIError) as no_send:
+        await other_device.send(conversation_id, "after erasure")
+    assert no_send.value.status == 401
     with pytest.raises(DirectoAPIError) as no_login:
         await client().login("ana", PASSWORD)
     assert no_login.value.status == 401
@@ -80,7 +79,7 @@ async def test_erasure_ends_sessions_and_frees_the_handle(signup, client) -> Non
 
 
 async def test_peer_sees_the_conversation_disappear(signup) -> None:
-    ana, ben, conversation_id = await _friends(signup)
+    ana, ben, conversation_id = await friends(signup)
     await ben.poll(timeout=0)
     before = ben.cursor
     await ana.send(conversation_id, "hola ben")
@@ -125,7 +124,7 @@ async def test_brand_keeps_what_an_erased_agent_wrote(signup) -> None:
 
 
 async def test_erased_ciphertext_cannot_be_decrypted(app: App, signup) -> None:
-    ana, ben, conversation_id = await _friends(signup)
+    ana, ben, conversation_id = await friends(signup)
     carla = await signup("carla")
     kept = (await carla.start_conversation("ben"))["id"]
     await carla.send(kept, "this one stays")
@@ -222,7 +221,7 @@ async def test_erasing_a_brand_leaves_its_team_and_customers_working(signup) -> 
 async def test_erased_keys_and_texts_leave_no_bytes_in_the_files(app: App, signup) -> None:
     """On SQLite: the database, its WAL and shared memory hold neither the erased
     conversation's wrapped key nor its ciphertext once erasure has answered."""
-    ana, _ben, conversation_id = await _friends(signup)
+    ana, _ben, conversation_id = await friends(signup)
     sent = await ana.send(conversation_id, "to be forgotten")
     row = _message_row(app, sent["id"])
     assert row is not None and row.body is not None

@@ -370,6 +370,18 @@ async def test_presence_follows_a_stream_on_another_process(pair, people, listen
     assert seen["last_seen_at"] is not None
 
 
+async def test_a_logout_on_one_process_ends_sending_on_the_other(pair, people) -> None:
+    one, two = pair
+    ana, ben = await people.signup(one, "ana"), await people.signup(one, "ben")
+    conversation = await befriend(ana, ben)
+    ana_on_two = people.on(two, token=ana.token)
+    await ana_on_two.send(conversation, "sent through the other process")
+    await ana.logout()
+    with pytest.raises(DirectoAPIError) as refused:
+        await ana_on_two.send(conversation, "after logging out elsewhere")
+    assert refused.value.status == 401
+
+
 async def test_failed_logins_on_two_processes_share_one_budget(pair, people) -> None:
     one, two = pair
     handle = handle_of(await people.signup(one, "ana"))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from argon2 import PasswordHasher
+from cachetools import LRUCache
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
@@ -48,6 +49,10 @@ class App:
         if self.settings.database_url is None or self.settings.master_key is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.effective_database_url)
+        # bearer tokens' hashes resolved by this process: their account ids (SQLite only,
+        # see accounts.service.account_id_of)
+        self.signed_in: LRUCache[str, str] | None = (LRUCache(100_000) if self.db.is_sqlite
+                                                     else None)
         self.keyring = load_keyring(self.settings.master_key, self.settings.previous_master_keys,
                                     self.settings.data_dir)
         self.broker = self._make_broker()

@@ -112,17 +112,45 @@ async def logout(app: App, hashed_token: str) -> None:
         store.delete_session(tx.conn, hashed_token)
 
     await app.db.write(tx)
+    if app.signed_in is not None:
+        app.signed_in.pop(hashed_token, None)
 
 
 async def authenticate(app: App, token: str | None) -> tuple[Row, str]:
     """The account behind a bearer token, and the token's hash."""
+    hashed = _hash_of_plausible(token)
+    return await _account_by_hash(app, hashed), hashed
+
+
+async def account_id_of(app: App, token: str | None) -> str:
+    """The id of the account behind a bearer token: ``authenticate`` for the send path, which
+    needs nothing more, answered from memory for a token this process has resolved before
+    (``App.signed_in``, a read less per send).
+
+    Only on SQLite, whose database one process serves: both ways a session ends, logging out
+    and erasing the account, run in that process and forget the token here once committed.
+    Processes sharing PostgreSQL would not see each other's logouts, so they always ask the
+    database."""
+    hashed = _hash_of_plausible(token)
+    known = None if app.signed_in is None else app.signed_in.get(hashed)
+    if known is not None:
+        return known
+    return str((await _account_by_hash(app, hashed)).id)
+
+
+def _hash_of_plausible(token: str | None) -> str:
     if not token or len(token) > 200:
         raise Unauthorized()
-    hashed = token_hash(token)
+    return token_hash(token)
+
+
+async def _account_by_hash(app: App, hashed: str) -> Row:
     account = await app.db.lookup(store.by_token_hash, hashed)
     if account is None:
         raise Unauthorized("the token is invalid or has been revoked")
-    return account, hashed
+    if app.signed_in is not None:
+        app.signed_in[hashed] = account.id
+    return account
 
 
 async def update_me(app: App, me: Row, display_name: str | None, dm_policy: str | None) -> Row:
@@ -215,4 +243,7 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
 
     for wrapped in await app.db.write(tx):
         app.keyring.forget(wrapped)
+    if app.signed_in is not None:  # its sessions went with the account
+        for hashed in [hashed for hashed, owner in app.signed_in.items() if owner == me.id]:
+            del app.signed_in[hashed]
     await app.db.forget_old_pages()

@@ -74,8 +74,8 @@ def hot_routes(app: App) -> dict[Callable[..., Any], HotHandler]:
             message = MessageCreate.model_validate_json(body)
         except ValidationError:
             return None
-        account, _ = await accounts_service.authenticate(app, token)
-        return await _send(app, account.id, conversation_id, message)
+        account_id = await accounts_service.account_id_of(app, token)
+        return await _send(app, account_id, conversation_id, message)
 
     return {send_message: send}
 

@@ -11,9 +11,9 @@ import base64
 import hashlib
 import os
 import secrets
-from collections import OrderedDict
 from pathlib import Path
 
+from cachetools import LRUCache
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -54,7 +54,7 @@ class Keyring:
     def __init__(self, primary: bytes, previous: list[bytes] | None = None) -> None:
         self.primary_id = key_id(primary)
         self._keys = {key_id(k): AESGCM(k) for k in [*(previous or []), primary]}
-        self._data_keys: OrderedDict[bytes, AESGCM] = OrderedDict()
+        self._data_keys: LRUCache[bytes, AESGCM] = LRUCache(50_000)  # unwrapped, by wrapped
 
     def new_data_key(self) -> tuple[str, bytes]:
         """A fresh data key, wrapped: ``(master key id, nonce + ciphertext)``."""
@@ -72,14 +72,9 @@ class Keyring:
         return master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _WRAP_AAD)
 
     def _cipher(self, master_id: str, wrapped: bytes) -> AESGCM:
-        cached = self._data_keys.get(wrapped)
-        if cached is not None:
-            self._data_keys.move_to_end(wrapped)
-            return cached
-        cipher = AESGCM(self.unwrap(master_id, wrapped))
-        self._data_keys[wrapped] = cipher
-        if len(self._data_keys) > 50_000:
-            self._data_keys.popitem(last=False)
+        cipher = self._data_keys.get(wrapped)
+        if cipher is None:
+            cipher = self._data_keys[wrapped] = AESGCM(self.unwrap(master_id, wrapped))
         return cipher
 
     def seal(self, master_id: str, wrapped: bytes, plaintext: str, context: str) -> bytes:
