@@ -400,6 +400,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
                        {**data, "as": peer.account_id,
                         "notify": delivery == "inbox" and not peer.muted}))
         event_store.append_all(tx, events)
+        renderer.remember_text(message_id, text)
         return renderer.message(message, access.side, fresh=True), True
 
     result = await app.db.write(tx)

@@ -38,6 +38,7 @@ class Renderer:
         self._accounts: dict[str, Row | ErasedAccount] = {}
         self._account_views: dict[str, dict[str, Any]] = {}
         self._conversations: dict[str, Row] = {}
+        self._texts: dict[str, str] = {}
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -76,9 +77,17 @@ class Renderer:
         if missing:
             self._conversations.update(store.by_ids(self.conn, missing))
 
+    def remember_text(self, message_id: str, text: str) -> None:
+        """A message's text already in hand (one this transaction has just sealed), so it is
+        not decrypted again."""
+        self._texts[message_id] = text
+
     def text_of(self, message: Row) -> str | None:
         if message.body is None:
             return None
+        known = self._texts.get(message.id)
+        if known is not None:
+            return known
         conversation = self._conversation(message.conversation_id)
         if conversation.wrapped_key is None:
             return None  # the keys were destroyed with an erased account
