@@ -142,6 +142,7 @@ class Deployment:
 
     ``prepare`` makes and migrates the database (so a benchmark can seed it in bulk before any
     server runs), ``start`` starts the processes, ``close`` stops them and drops the database.
+    ``source``: a checkout whose ``src`` to run instead of this one (``bench.compare``).
     """
 
     backend: str
@@ -150,11 +151,12 @@ class Deployment:
     database_url: str = ""
     servers: list[ServerProcess] = field(default_factory=list)
     broker_url: str | None = None
+    source: Path | None = None
 
     @classmethod
-    def prepare(cls, backend: str, workdir: Path) -> Deployment:
+    def prepare(cls, backend: str, workdir: Path, source: Path | None = None) -> Deployment:
         workdir.mkdir(parents=True, exist_ok=True)
-        deployment = cls(backend, workdir)
+        deployment = cls(backend, workdir, source=source)
         if backend == "postgres":
             name = f"directo_bench_{uuid.uuid4().hex[:8]}"
             _admin(f'CREATE DATABASE "{name}"')
@@ -188,6 +190,8 @@ class Deployment:
             env["DIRECTO_DATABASE_URL"] = self.database_url
         if self.broker_url:
             env["DIRECTO_BROKER_URL"] = self.broker_url
+        if self.source is not None:
+            env["PYTHONPATH"] = str(self.source / "src")
         return env
 
     def start(self) -> Deployment:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import websockets
 
 from bench.__main__ import parse
+from bench.compare import compare
 from bench.connections import full_collections
 from bench.figures import Figure, Run, Target
 from bench.load import (
@@ -26,7 +28,7 @@ from bench.load import (
 )
 from bench.seed import TEXT, Seeder, seed_pairs
 from bench.send import message_request
-from bench.server import HOST, Deployment, ServerProcess, start_baseline
+from bench.server import HOST, ROOT, Deployment, ServerProcess, start_baseline
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,18 @@ def test_cli_refuses_unknown_benchmarks() -> None:
     assert parse(["send", "--quick"]).names == ["send"]
     with pytest.raises(SystemExit):
         parse(["sned"])
+
+
+async def test_compare_measures_both_sides_each_from_its_own_source(tmp_path: Path) -> None:
+    checkout = tmp_path / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), "HEAD"],
+                   cwd=ROOT, check=True)
+    try:
+        assert Deployment.prepare("sqlite", tmp_path / "probe", source=checkout).env[
+            "PYTHONPATH"] == str(checkout / "src")
+        figures = await compare("HEAD", checkout, rounds=2, seconds=0.3, senders=2)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
+                       check=True)
+    assert set(figures) == {"HEAD", "this checkout"}
+    assert all(cpu > 0 and rate > 0 for cpu, rate in figures.values())

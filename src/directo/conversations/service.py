@@ -434,10 +434,10 @@ async def list_messages(app: App, actor_id: str, conversation_id: str, before: s
 
 
 def _own_message(message: Row, access: Access, actor_id: str) -> None:
-    if message.author_id != actor_id and access.side != actor_id:
-        raise Forbidden("not_your_message", "only its author can change a message")
-    if message.sender_id != access.side:
-        raise Forbidden("not_your_message", "only its author can change a message")
+    """Its author may change a message, and so may the brand account a member wrote it for."""
+    if message.sender_id != access.side or actor_id not in (message.author_id, access.side):
+        raise Forbidden("not_your_message", "only its author, or for a brand's message the "
+                        "brand's own account, can change a message")
 
 
 async def edit(app: App, actor_id: str, message_id: str, text: str) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""Compare the send path of this checkout with another revision's, side by side.
+
+    .venv/bin/python -m bench.compare REV [--rounds 10] [--seconds 2] [--senders 20]
+
+One ``directo serve`` runs this checkout, another runs REV (checked out with ``git worktree``
+into a temporary directory), each on a database of its own seeded alike. The same
+closed-loop send load goes to each in turn, in short windows, alternating which goes first:
+both see the same drift of this shared machine, which a run now and a run in ten minutes
+would not. Prints each one's server CPU per send and throughput, and the ratio. REV must
+have the same schema as this checkout (the seeding is this checkout's)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from bench.load import closed_loop
+from bench.seed import Pairs, Seeder, seed_pairs
+from bench.send import message_request
+from bench.server import HOST, ROOT, Deployment
+
+
+async def compare(revision: str, source: Path, rounds: int, seconds: float,
+                  senders: int) -> dict[str, tuple[float, float]]:
+    """Per side: (server CPU µs per send, msg/s) over all its windows."""
+    workdir = Path(tempfile.mkdtemp(prefix="directo-compare-"))
+    sides = {revision: Deployment.prepare("sqlite", workdir / "other", source=source),
+             "this checkout": Deployment.prepare("sqlite", workdir / "this")}
+    pairs: dict[str, Pairs] = {}
+    cpu_us = dict.fromkeys(sides, 0.0)
+    sent = dict.fromkeys(sides, 0)
+    try:
+        for name, deployment in sides.items():
+            seeder = Seeder(deployment.database_url, deployment.keyring)
+            with seeder.connect() as conn:
+                pairs[name] = seed_pairs(seeder, conn, senders)
+            deployment.start()
+        for number in range(rounds):
+            order = list(sides) if number % 2 == 0 else list(reversed(sides))
+            for name in order:
+                server, seeded = sides[name].server_for(0), pairs[name]
+                targets = [(HOST, server.port, message_request(
+                    f"{HOST}:{server.port}",
+                    f"/api/v1/conversations/{seeded.conversations[n].id}/messages",
+                    seeded.tokens[seeded.senders[n]], f"w{number}-{n}")) for n in range(senders)]
+                result = await closed_loop(targets, seconds, server_cpu=sides[name].cpu_seconds)
+                summary = result.summary()
+                cpu_us[name] += summary["server_cpu_us_per_request"] * summary["requests"]
+                sent[name] += int(summary["requests"])
+    finally:
+        for deployment in sides.values():
+            deployment.close()
+    return {name: (cpu_us[name] / max(sent[name], 1), sent[name] / (rounds * seconds))
+            for name in sides}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("revision", help="a commit, branch or tag to compare with")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per window")
+    parser.add_argument("--senders", type=int, default=20)
+    args = parser.parse_args()
+    checkout = Path(tempfile.mkdtemp(prefix="directo-rev-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout),
+                    args.revision], cwd=ROOT, check=True)
+    try:
+        figures = uvloop.run(compare(args.revision, checkout, args.rounds, args.seconds,
+                                     args.senders))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
+                       check=True)
+    table = Table(title=f"send, {args.senders} senders, {args.rounds} alternating windows "
+                        f"of {args.seconds:g} s each")
+    for column in ("code", "server CPU per send", "msg/s"):
+        table.add_column(column, justify="left" if column == "code" else "right")
+    for name, (cpu, rate) in figures.items():
+        table.add_row(name, f"{cpu:,.0f} µs", f"{rate:,.0f}")
+    (old_cpu, old_rate), (new_cpu, new_rate) = figures.values()
+    table.add_row("this / other", f"{new_cpu / old_cpu:.3f}", f"{new_rate / old_rate:.3f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
