@@ -220,3 +220,9 @@ async def test_the_start_up_walk_builds_every_router_s_routes(app: App) -> None:
 async def test_an_app_that_does_not_own_its_process_leaves_the_collector_alone(
         app: App) -> None:
     assert gc.get_freeze_count() == 0
+
+
+def test_serve_does_not_name_its_server_software(server_factory: Callable[..., Any]) -> None:
+    response = httpx.get(f"{server_factory().url}/healthz")
+    assert "server" not in response.headers
+    assert response.headers["date"]  # HTTP/1.1 asks an origin server with a clock for it

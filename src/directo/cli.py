@@ -73,7 +73,8 @@ def _serve(settings: Settings, workers: int) -> None:
                 port=settings.port, workers=workers if workers > 1 else None,
                 access_log=False, log_level=settings.log_level,
                 log_config=logs.uvicorn_log_config(), ws_max_size=64 * 1024,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5,
+                server_header=False)  # no "server: uvicorn": nothing to tell a scanner
 
 
 @cli.command()
