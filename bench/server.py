@@ -128,7 +128,8 @@ def _clean_env() -> dict[str, str]:
 
 def start_baseline(workdir: Path) -> ServerProcess:
     argv = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", HOST,
-            "--no-access-log", "--log-level", "warning", "--ws-max-size", str(64 * 1024)]
+            "--no-access-log", "--no-server-header", "--log-level", "warning",
+            "--ws-max-size", str(64 * 1024)]  # as directo serve runs uvicorn
     return ServerProcess(argv, _clean_env(), workdir / "baseline.log").start()
 
 
