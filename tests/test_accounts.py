@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from datetime import timedelta
+from types import SimpleNamespace
 
+import pytest
+from sqlalchemy import Connection, func, select
+
+from directo.accounts.store import sessions
 from directo.client import DirectoAPIError
 from tests.conftest import PASSWORD
 from tests.helpers import friends
@@ -95,6 +101,48 @@ async def test_a_token_logged_out_can_send_no_more_at_once(signup, client) -> No
     assert (await phone.send(conversation_id, "still here"))["text"] == "still here"
     texts = [m["text"] for m in (await phone.messages(conversation_id))["items"]]
     assert "after logging out" not in texts
+
+
+def _days_pass(monkeypatch: pytest.MonkeyPatch, days: int) -> None:
+    """The clock by which sessions are judged, ``days`` ahead."""
+    import directo.accounts.service as service
+
+    real_utcnow, ahead = service.utcnow, timedelta(days=days)
+    monkeypatch.setattr(service, "utcnow", lambda: real_utcnow() + ahead)
+    monkeypatch.setattr(service, "time", SimpleNamespace(
+        time=lambda: time.time() + ahead.total_seconds()))
+
+
+async def test_a_session_past_its_lifetime_is_refused(app, signup,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Including by the send route, which remembers the tokens it has resolved."""
+    ana, _ben, conversation_id = await friends(signup)
+    await ana.send(conversation_id, "within the lifetime")
+    _days_pass(monkeypatch, app.settings.session_days - 1)
+    assert (await ana.send(conversation_id, "a day before the end"))["text"]
+    _days_pass(monkeypatch, app.settings.session_days + 1)
+    for attempt in (ana.send(conversation_id, "too late"), ana.me()):
+        with pytest.raises(DirectoAPIError) as refused:
+            await attempt
+        assert refused.value.status == 401
+        assert "expired" in refused.value.message
+
+
+async def test_housekeeping_deletes_sessions_past_their_lifetime(
+        app, signup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from directo.accounts.service import end_expired_sessions
+
+    await signup("ana")
+    await signup("ben")
+
+    def count(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(sessions)).scalar_one())
+
+    await end_expired_sessions(app)
+    assert await app.db.read(count) == 2  # both still within their lifetime
+    _days_pass(monkeypatch, app.settings.session_days + 1)
+    await end_expired_sessions(app)
+    assert await app.db.read(count) == 0
 
 
 async def test_update_me(signup) -> None:

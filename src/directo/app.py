@@ -49,10 +49,10 @@ class App:
         if self.settings.database_url is None or self.settings.master_key is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.effective_database_url)
-        # bearer tokens' hashes resolved by this process: their account ids (SQLite only,
-        # see accounts.service.account_id_of)
-        self.signed_in: LRUCache[str, str] | None = (LRUCache(100_000) if self.db.is_sqlite
-                                                     else None)
+        # bearer tokens' hashes resolved by this process: their account ids and when their
+        # sessions end, as Unix times (SQLite only, see accounts.service.account_id_of)
+        self.signed_in: LRUCache[str, tuple[str, float]] | None = (
+            LRUCache(100_000) if self.db.is_sqlite else None)
         self.keyring = load_keyring(self.settings.master_key, self.settings.previous_master_keys,
                                     self.settings.data_dir)
         self.broker = self._make_broker()
@@ -81,11 +81,11 @@ class App:
         return LocalBroker()
 
     async def start(self) -> None:
-        from directo.events.service import catch_up_forever, prune_forever
+        from directo.events.service import catch_up_forever
 
         self.db.start()
         await self.broker.start()
-        self._tasks.append(asyncio.create_task(prune_forever(self)))
+        self._tasks.append(asyncio.create_task(_housekeeping_forever(self)))
         if self.broker.loses_wakeups:
             self._tasks.append(asyncio.create_task(catch_up_forever(self)))
         prepared.compile_all(self.db.engine.dialect)
@@ -112,6 +112,22 @@ class App:
         self.asgi()
         assert self._api is not None
         return self._api
+
+
+async def _housekeeping_forever(app: App) -> None:
+    """Hourly, from start: drop events past their retention and sessions past their
+    lifetime. A job that fails is logged and tried again the next hour; meanwhile streams
+    stay correct and expired sessions stay refused (the lookup checks their age)."""
+    from directo.accounts.service import end_expired_sessions
+    from directo.events.service import prune_events
+
+    while True:
+        for job in (prune_events, end_expired_sessions):
+            try:
+                await job(app)
+            except Exception as error:
+                log.warning("housekeeping: %s failed: %s", job.__name__, type(error).__name__)
+        await asyncio.sleep(3600)
 
 
 def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     port: int = 8000
     edit_window_seconds: int = 15 * 60
     event_retention_days: int = 30
+    session_days: int = Field(default=30, ge=1, description="how long a login lasts; an older "
+                              "session's token is refused and must log in again")
     request_message_limit: int = 3
     login_attempts_per_minute: int = 5
     sends_per_minute: int = 600

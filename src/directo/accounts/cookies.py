@@ -25,7 +25,6 @@ LOGIN_CSRF_COOKIE = "directo_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_MAX_AGE = 60 * 60 * 24 * 30
 
 
 class CsrfRefused(Forbidden):
@@ -64,7 +63,7 @@ def _set(response: Response, settings: Settings, name: str, value: str, max_age:
 
 
 def set_session(response: Response, settings: Settings, token: str) -> None:
-    _set(response, settings, SESSION_COOKIE, token, SESSION_MAX_AGE)
+    _set(response, settings, SESSION_COOKIE, token, settings.session_days * 24 * 60 * 60)
 
 
 def set_login_csrf(response: Response, settings: Settings, value: str) -> None:

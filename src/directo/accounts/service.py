@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -16,7 +19,7 @@ from directo.core import ratelimit
 from directo.core.db import Tx
 from directo.core.errors import Conflict, DirectoError, Invalid, NotFound, Unauthorized
 from directo.core.ids import new_id, new_token
-from directo.core.timeutil import now_text
+from directo.core.timeutil import from_text, now_text, to_text, utcnow
 from directo.events import store as event_store
 
 if TYPE_CHECKING:
@@ -134,7 +137,9 @@ async def account_id_of(app: App, token: str | None) -> str:
     hashed = _hash_of_plausible(token)
     known = None if app.signed_in is None else app.signed_in.get(hashed)
     if known is not None:
-        return known
+        account_id, ends_at = known
+        if time.time() < ends_at:
+            return account_id
     return str((await _account_by_hash(app, hashed)).id)
 
 
@@ -145,12 +150,22 @@ def _hash_of_plausible(token: str | None) -> str:
 
 
 async def _account_by_hash(app: App, hashed: str) -> Row:
-    account = await app.db.lookup(store.by_token_hash, hashed)
+    lifetime = timedelta(days=app.settings.session_days)
+    account = await app.db.lookup(store.by_token_hash, hashed, to_text(utcnow() - lifetime))
     if account is None:
-        raise Unauthorized("the token is invalid or has been revoked")
+        raise Unauthorized("the token is invalid, has been revoked or has expired")
     if app.signed_in is not None:
-        app.signed_in[hashed] = account.id
+        ends_at = (from_text(account.session_created_at) + lifetime).timestamp()
+        app.signed_in[hashed] = (account.id, ends_at)
     return account
+
+
+async def end_expired_sessions(app: App) -> None:
+    """Delete sessions past their lifetime, a thousand at a time (housekeeping); they were
+    refused already."""
+    cutoff = to_text(utcnow() - timedelta(days=app.settings.session_days))
+    while await app.db.write(lambda tx: store.delete_sessions_before(tx.conn, cutoff, 1000)):
+        await asyncio.sleep(0)
 
 
 async def update_me(app: App, me: Row, display_name: str | None, dm_policy: str | None) -> Row:
@@ -244,6 +259,7 @@ async def erase_account(app: App, me: Row, password: str, client: str) -> None:
     for wrapped in await app.db.write(tx):
         app.keyring.forget(wrapped)
     if app.signed_in is not None:  # its sessions went with the account
-        for hashed in [hashed for hashed, owner in app.signed_in.items() if owner == me.id]:
+        for hashed in [hashed for hashed, (owner, _) in app.signed_in.items()
+                       if owner == me.id]:
             del app.signed_in[hashed]
     await app.db.forget_old_pages()

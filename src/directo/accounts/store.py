@@ -41,6 +41,7 @@ sessions = Table(
            nullable=False),
     Column("created_at", String(32), nullable=False),
     Index("ix_sessions_account", "account_id"),
+    Index("ix_sessions_created", "created_at"),
 )
 
 follows = Table(
@@ -94,12 +95,23 @@ def delete_account(conn: Connection, account_id: str) -> None:
     conn.execute(delete(accounts).where(accounts.c.id == account_id))
 
 
-_BY_TOKEN_HASH = Prepared(select(accounts).join(sessions, sessions.c.account_id == accounts.c.id)
-                          .where(sessions.c.token_hash == bindparam("token_hash")))
+_BY_TOKEN_HASH = Prepared(select(accounts, sessions.c.created_at.label("session_created_at"))
+                          .join(sessions, sessions.c.account_id == accounts.c.id)
+                          .where(sessions.c.token_hash == bindparam("token_hash"),
+                                 sessions.c.created_at >= bindparam("since")))
 
 
-def by_token_hash(conn: Connection, token_hash: str) -> Row | None:
-    return _BY_TOKEN_HASH.first(conn, token_hash=token_hash)
+def by_token_hash(conn: Connection, token_hash: str, since: str) -> Row | None:
+    """The account of a session begun at ``since`` or later, with ``session_created_at``."""
+    return _BY_TOKEN_HASH.first(conn, token_hash=token_hash, since=since)
+
+
+def delete_sessions_before(conn: Connection, cutoff: str, batch: int) -> int:
+    """Delete up to ``batch`` of the sessions begun before ``cutoff`` (through the
+    ``created_at`` index); how many went."""
+    oldest = (select(sessions.c.token_hash).where(sessions.c.created_at < cutoff)
+              .order_by(sessions.c.created_at).limit(batch))
+    return int(conn.execute(delete(sessions).where(sessions.c.token_hash.in_(oldest))).rowcount)
 
 
 def insert_session(conn: Connection, token_hash: str, account_id: str, created_at: str) -> None:

@@ -171,16 +171,11 @@ def _event_data(conn: Connection, renderer: Renderer, type_: str, data: dict[str
     return view
 
 
-async def prune_forever(app: App) -> None:
-    """Drop events past the retention period, hourly, in small transactions."""
-    while True:
-        try:
-            cutoff = to_text(utcnow() - timedelta(days=app.settings.event_retention_days))
-            while await app.db.write(_prune, cutoff):
-                await asyncio.sleep(0)
-        except Exception as error:  # keep pruning later; the stream stays correct meanwhile
-            log.warning("event pruning failed: %s", type(error).__name__)
-        await asyncio.sleep(3600)
+async def prune_events(app: App) -> None:
+    """Drop events past the retention period, in small transactions (housekeeping)."""
+    cutoff = to_text(utcnow() - timedelta(days=app.settings.event_retention_days))
+    while await app.db.write(_prune, cutoff):
+        await asyncio.sleep(0)
 
 
 def _prune(tx: Tx, cutoff: str) -> int:
