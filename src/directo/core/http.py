@@ -81,8 +81,7 @@ def install_error_handlers(api: FastAPI) -> None:
 
 
 def unexpected_error_response(error: Exception) -> Response:
-    """The 500 for an error no handler expected, logged with its traceback (which names the
-    code, never the request's body)."""
+    """The 500 for an error no handler expected, logged with its traceback."""
     log.error("unhandled %s", type(error).__name__, exc_info=error)
     return JSONResponse(error_body("internal_error", "something went wrong on our side"),
                         status_code=500)
