@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from directo.core import crypto
 
@@ -161,7 +161,8 @@ class Deployment:
         if backend == "postgres":
             name = f"directo_bench_{uuid.uuid4().hex[:8]}"
             _admin(f'CREATE DATABASE "{name}"')
-            deployment.database_url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+            deployment.database_url = make_url(POSTGRES_ADMIN_URL).set(
+                database=name).render_as_string(hide_password=False)  # a socket's ?host= too
             if redis_broker_available():
                 deployment.broker_url = REDIS_URL
         else:
@@ -222,7 +223,7 @@ class Deployment:
     def close(self) -> None:
         self.stop()
         if self.backend == "postgres":
-            name = self.database_url.rsplit("/", 1)[1]
+            name = make_url(self.database_url).database
             _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
