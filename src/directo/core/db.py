@@ -123,6 +123,7 @@ class Database:
     def start(self) -> None:
         if self.is_sqlite and self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="directo-commit")
+            self._sqlite_reader()  # opened now rather than by the first request
 
     def close(self) -> None:
         if self._committer is not None:
