@@ -37,10 +37,9 @@ def _group_commits(deployment: Deployment) -> tuple[float, float] | None:
     on PostgreSQL, which commits each write on its own."""
     if deployment.backend != "sqlite":
         return None
-    server = deployment.servers[0]
-    writes = server.metric("directo_commit_batch_jobs_sum")
-    commits = server.metric("directo_commit_batch_jobs_count")
-    return None if writes is None or commits is None else (writes, commits)
+    writes, commits = "directo_commit_batch_jobs_sum", "directo_commit_batch_jobs_count"
+    found = deployment.servers[0].metrics(writes, commits)
+    return (found[writes], found[commits]) if len(found) == 2 else None
 
 
 def _per_commit(before: tuple[float, float] | None,

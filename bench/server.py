@@ -95,15 +95,13 @@ class ServerProcess:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
-    def metric(self, sample: str) -> float | None:
-        """One sample of the server's ``/metrics`` (a histogram's ``_sum``, say), or None
-        if it has none."""
+    def metrics(self, *samples: str) -> dict[str, float]:
+        """These unlabelled samples of the server's ``/metrics`` (a histogram's ``_sum``, say),
+        read at one moment; those it has none of are absent."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        for family in text_string_to_metric_families(text):
-            for found in family.samples:
-                if found.name == sample and not found.labels:
-                    return float(found.value)
-        return None
+        return {found.name: float(found.value)
+                for family in text_string_to_metric_families(text)
+                for found in family.samples if found.name in samples and not found.labels}
 
     def cpu_seconds(self) -> float:
         """User + system CPU time so far, from /proc/<pid>/stat."""

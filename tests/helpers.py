@@ -1,5 +1,5 @@
-"""Small helpers shared by the API tests: expected refusals, ready-made conversations, and
-what the database holds."""
+"""Small helpers shared by the API tests: expected refusals, ready-made conversations, what
+the database holds, and what ``/metrics`` says."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Connection, select
 
 from directo.app import App
@@ -46,3 +47,11 @@ def database_snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
                 for table in metadata.sorted_tables}
 
     return app.db.read_sync(read)
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples named exactly ``name`` (any labels)."""
+    values = [sample.value for family in text_string_to_metric_families(text)
+              for sample in family.samples if sample.name == name]
+    assert values, f"{name} is not in /metrics"
+    return sum(values)

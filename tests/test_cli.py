@@ -27,6 +27,7 @@ from directo.core.db import metadata
 from directo.demo import LOGINS
 from directo.demo import PASSWORD as DEMO_PASSWORD
 from tests.conftest import FAST_HASH
+from tests.helpers import metric
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -171,23 +172,15 @@ def test_bad_flags_and_settings_get_a_clear_error(tmp_path: Path, args: list[str
     assert env.get("DIRECTO_MASTER_KEY", "\0") not in result.stderr + result.stdout
 
 
-def _metric(text: str, name: str) -> float:
-    """The sum of a Prometheus metric's samples named exactly ``name`` (any labels)."""
-    values = [sample.value for family in text_string_to_metric_families(text)
-              for sample in family.samples if sample.name == name]
-    assert values, f"{name} is not in /metrics"
-    return sum(values)
-
-
 def test_serve_keeps_its_startup_heap_out_of_the_collectors_way_and_times_its_pauses(
         server_factory: Callable[..., Any]) -> None:
     """A full garbage collection over start-up's objects stopped the loop for 100+ ms; a
     served process freezes them, and shows every collection's pause to its operator."""
     server = server_factory()
     text = httpx.get(f"{server.url}/metrics").text
-    assert _metric(text, "directo_gc_frozen_objects") > 50_000
+    assert metric(text, "directo_gc_frozen_objects") > 50_000
     # the full collection just before the freeze is the first one timed
-    assert _metric(text, "directo_gc_pause_seconds_count") > 0
+    assert metric(text, "directo_gc_pause_seconds_count") > 0
 
 
 def test_serve_builds_its_routes_before_traffic_and_leaves_no_trace_of_it(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import exc, text
 
 from directo.app import App
 from directo.core import metrics
 from directo.core.db import Tx
+from tests.helpers import metric
 
 
 @pytest.fixture
@@ -68,10 +68,9 @@ async def test_a_failed_commit_fails_every_write_in_it(app: App) -> None:
 
 def _commit_totals() -> tuple[float, float]:
     """(writes, commits) so far, as ``/metrics`` reports them."""
-    found = {sample.name: sample.value
-             for family in text_string_to_metric_families(metrics.render().decode())
-             for sample in family.samples}
-    return found["directo_commit_batch_jobs_sum"], found["directo_commit_batch_jobs_count"]
+    text = metrics.render().decode()
+    return (metric(text, "directo_commit_batch_jobs_sum"),
+            metric(text, "directo_commit_batch_jobs_count"))
 
 
 async def test_metrics_tell_how_many_writes_each_commit_held(app: App) -> None:

@@ -81,7 +81,7 @@ class Prepared:
         return plan
 
     def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
-        plan = self._plans.get(conn.dialect.name) or self.plan_for(conn.dialect)
+        plan = self.plan_for(conn.dialect)
         parameters = plan.parameters(values)
         try:
             return _driver(conn).execute(plan.sql, parameters)
