@@ -1,4 +1,4 @@
-"""``python -m bench [names...] [--quick] [--backend sqlite|postgres] [--json PATH]``
+"""``python -m bench [names...] [--quick] [--backend sqlite|postgres] [--workers N] [--json PATH]``
 
 Runs the chosen benchmarks (all by default) against real ``directo serve`` processes and the
 baseline app, prints one table and writes the JSON to ``bench/results/<timestamp>.json``.
@@ -34,6 +34,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
                         help="sqlite: one process (default); postgres: two processes")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="sqlite: serve with --workers N, and the baseline with as many "
+                        "(default 1); postgres: N processes (default 2)")
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - BENCHMARKS.keys())
@@ -44,12 +47,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run_all(args: argparse.Namespace, console: Console) -> Run:
     result = Run(backend=args.backend, quick=args.quick)
+    workers = args.workers or (2 if args.backend == "postgres" else 1)
+    result.details["workers"] = workers
     if args.backend == "postgres":
         result.details["broker"] = REDIS_URL if redis_broker_available() else None
     with tempfile.TemporaryDirectory(prefix="directo-bench-") as tmp:
         workdir = Path(tmp)
-        baseline = start_baseline(workdir)
-        ctx = Context(args.backend, args.quick, workdir, baseline, result.details)
+        baseline = start_baseline(workdir, workers if args.backend == "sqlite" else 1)
+        ctx = Context(args.backend, args.quick, workdir, baseline, result.details, workers)
         try:
             for name in args.names or BENCHMARKS:
                 console.print(f"[bold]{name}[/bold] ...")

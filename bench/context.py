@@ -17,10 +17,11 @@ class Context:
     workdir: Path
     baseline: ServerProcess
     details: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
 
     def deployment(self, name: str) -> Deployment:
         """A fresh, migrated database for one benchmark (servers not started yet)."""
-        return Deployment.prepare(self.backend, self.workdir / name)
+        return Deployment.prepare(self.backend, self.workdir / name, workers=self.workers)
 
     def sized(self, full: int, quick: int) -> int:
         return quick if self.quick else full

@@ -81,7 +81,9 @@ class Run:
 
     def table(self) -> Table:
         mode = "quick" if self.quick else "full"
-        table = Table(title=f"Directo benchmarks: {self.backend}, {mode}, {self.started}")
+        processes = self.details.get("workers", 1)
+        table = Table(title=f"Directo benchmarks: {self.backend}, {processes} worker(s), {mode}, "
+                      f"{self.started}")
         for column in ("benchmark", "figure", "value", "target", "pass", "baseline",
                        "ratio to baseline"):
             table.add_column(column, justify="right" if column in ("value", "baseline",

@@ -17,7 +17,9 @@ def number(value: float | None, unit: str = "") -> str:
 
 
 def markdown(run: dict[str, Any]) -> str:
-    lines = [f"{run['backend']}, {'quick' if run['quick'] else 'full'}, {run['started']}:", "",
+    processes = run["details"].get("workers", 1)
+    lines = [f"{run['backend']}, {processes} worker(s), {'quick' if run['quick'] else 'full'}, "
+             f"{run['started']}:", "",
              "| benchmark | figure | value | target | pass | baseline | ratio |",
              "|---|---|---:|---|---|---:|---:|"]
     verdict = {None: "", True: "pass", False: "**FAIL**"}

@@ -88,12 +88,14 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The server and its children (the workers of ``--workers N``)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [self.pid, *map(int, children)]
+
     def rss_kib(self) -> int:
-        """Resident memory now, from /proc/<pid>/status."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """Resident memory now, of the server and its workers, from /proc/<pid>/status."""
+        return sum(_rss_kib(pid) for pid in self.pids())
 
     def metrics(self, *samples: str) -> dict[str, float]:
         """These unlabelled samples of the server's ``/metrics`` (a histogram's ``_sum``, say),
@@ -104,10 +106,9 @@ class ServerProcess:
                 for found in family.samples if found.name in samples and not found.labels}
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far, from /proc/<pid>/stat."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU time so far, of the server and its workers, from
+        /proc/<pid>/stat."""
+        return sum(_cpu_seconds(pid) for pid in self.pids())
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -120,14 +121,30 @@ class ServerProcess:
             self.process.wait()
 
 
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
 
 
-def start_baseline(workdir: Path) -> ServerProcess:
+def start_baseline(workdir: Path, workers: int = 1) -> ServerProcess:
+    """The bare endpoints, served as ``directo serve`` serves Directo (with as many workers)."""
     argv = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", HOST,
             "--no-access-log", "--no-server-header", "--log-level", "warning",
-            "--ws-max-size", str(64 * 1024)]  # as directo serve runs uvicorn
+            "--ws-max-size", str(64 * 1024)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     return ServerProcess(argv, _clean_env(), workdir / "baseline.log").start()
 
 
@@ -151,11 +168,13 @@ class Deployment:
     servers: list[ServerProcess] = field(default_factory=list)
     broker_url: str | None = None
     source: Path | None = None
+    workers: int = 1  # SQLite: one ``directo serve --workers N``; PostgreSQL: N processes
 
     @classmethod
-    def prepare(cls, backend: str, workdir: Path, source: Path | None = None) -> Deployment:
+    def prepare(cls, backend: str, workdir: Path, source: Path | None = None,
+                workers: int = 1) -> Deployment:
         workdir.mkdir(parents=True, exist_ok=True)
-        deployment = cls(backend, workdir, source=source)
+        deployment = cls(backend, workdir, source=source, workers=workers)
         if backend == "postgres":
             name = f"directo_bench_{uuid.uuid4().hex[:8]}"
             _admin(f'CREATE DATABASE "{name}"')
@@ -195,10 +214,12 @@ class Deployment:
         return env
 
     def start(self) -> Deployment:
-        count = 2 if self.backend == "postgres" else 1
+        count = self.workers if self.backend == "postgres" else 1
         for number in range(count):
             argv = [sys.executable, "-m", "directo", "serve", "--host", HOST,
                     "--data-dir", str(self.data_dir)]
+            if self.backend == "sqlite" and self.workers > 1:
+                argv += ["--workers", str(self.workers)]
             log = self.workdir / f"directo-{number}.log"
             self.servers.append(ServerProcess(argv, self.env, log).start())
         return self

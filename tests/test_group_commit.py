@@ -5,9 +5,11 @@ every write in it: nobody is told "done" for a row that was rolled back."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import exc, make_url, text
 
 from directo.app import App
 from directo.core import metrics
@@ -81,3 +83,24 @@ async def test_metrics_tell_how_many_writes_each_commit_held(app: App) -> None:
     assert now_writes - writes == 20
     # all twenty were waiting when the batch began: one transaction, one commit
     assert now_commits - commits == 1
+
+
+async def test_a_write_waits_for_another_process_batch_without_stopping_the_loop(
+        app: App) -> None:
+    """Another process (here, another descriptor of the lock file) holds the write gate: the
+    write waits for it, while the loop goes on serving reads; once released, it commits."""
+    await app.db.write(_create_scratch)
+    lock_path = f"{make_url(app.db.url).database}-writer.lock"
+    other_process = os.open(lock_path, os.O_RDWR)
+    fcntl.flock(other_process, fcntl.LOCK_EX)
+    try:
+        writing = asyncio.ensure_future(app.db.write(_insert(1)))
+        for _ in range(20):  # the loop turns, and reads are answered, while the write waits
+            await asyncio.sleep(0.01)
+            assert _stored(app) == []
+        assert not writing.done()
+    finally:
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        os.close(other_process)
+    assert await writing == 1
+    assert _stored(app) == [1]

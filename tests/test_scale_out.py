@@ -1,11 +1,13 @@
-"""Several ``directo serve`` processes sharing one PostgreSQL database and one Redis: people on
-different processes talk live; a process killed with ``kill -9`` or a Redis restart costs
-nobody an event; typing, presence and the login rate limit work across processes.
+"""Several ``directo serve`` processes sharing the work, in both topologies: one PostgreSQL
+database and one Redis, or one SQLite file and a hub (what ``directo serve --workers N`` runs
+for its workers when there is no Redis). People on different processes talk live; a process
+killed with ``kill -9``, or a restart of Redis or of the hub, costs nobody an event; typing,
+presence and the rate limits work across processes.
 
-Each module gets its own PostgreSQL database and its own ``redis-server`` (so Redis can be
-killed without disturbing anyone). Catch-up is set to 30 s, far above every wait here, so a
-delivery that arrives proves the wake-up path (Redis, or the reconnect wake-up) and not the
-periodic re-read.
+The module gets its own PostgreSQL database, its own ``redis-server`` and its own hub (so
+either can be killed without disturbing anyone). Catch-up is set to 30 s, far above every
+wait here, so a delivery that arrives proves the wake-up path (Redis or the hub, or the
+reconnect wake-up) and not the periodic re-read.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
@@ -28,6 +31,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import create_engine, text
 
 from directo.client import AsyncDirecto, DirectoAPIError
+from directo.core.hub import HubThread
 from directo.core.redis_broker import CHANNEL, RedisBroker
 from tests.conftest import (
     FAST_HASH,
@@ -105,20 +109,75 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.kill()
 
 
-def cluster_env(database_url: str, redis_server: RedisServer) -> dict[str, str]:
-    return {"DIRECTO_DATABASE_URL": database_url, "DIRECTO_BROKER_URL": redis_server.url,
-            "DIRECTO_CATCH_UP_SECONDS": CATCH_UP}
+class HubServer:
+    """A hub of our own, as ``directo serve --workers N`` runs one, that a test may stop and
+    start again on the same socket."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.thread: HubThread | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "hub.sock"
+
+    def start(self) -> None:
+        self.thread = HubThread(self.directory).start()
+
+    def kill(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, master_key: str, database_url: str,
-         redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
-    """Two processes on the module's database and Redis, shared by the tests that leave them
-    running (each test makes accounts of its own)."""
+def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    hub = HubServer(tmp_path_factory.mktemp("hub"))
+    hub.start()
+    yield hub
+    hub.kill()
+
+
+class Restartable(Protocol):
+    def start(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+@dataclass
+class Topology:
+    """What the processes share: ``env`` for each of them, the ``shared`` service a test may
+    restart, what a process logs when it loses that service, and ``workers_env``: what
+    ``directo serve --workers N`` needs beside (without Redis, it runs a hub of its own)."""
+
+    name: str
+    env: dict[str, str]
+    shared: Restartable
+    lost_log: str
+    workers_env: dict[str, str]
+
+
+@pytest.fixture(scope="module", params=["postgres+redis", "sqlite+hub"])
+def topology(request: pytest.FixtureRequest) -> Topology:
+    if request.param == "postgres+redis":
+        database_url = request.getfixturevalue("database_url")
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        env = {"DIRECTO_DATABASE_URL": database_url, "DIRECTO_BROKER_URL": redis_server.url,
+               "DIRECTO_CATCH_UP_SECONDS": CATCH_UP}
+        return Topology(request.param, env, redis_server, "redis publish failed", env)
+    hub: HubServer = request.getfixturevalue("hub_server")
+    return Topology(request.param, {"DIRECTO_HUB_SOCKET": str(hub.path),
+                                    "DIRECTO_CATCH_UP_SECONDS": CATCH_UP},
+                    hub, "hub connection lost", {"DIRECTO_CATCH_UP_SECONDS": CATCH_UP})
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, master_key: str,
+         topology: Topology) -> Iterator[tuple[Server, Server]]:
+    """Two processes sharing the topology's database and broker, shared by the tests that
+    leave them running (each test makes accounts of its own)."""
     base = tmp_path_factory.mktemp("pair")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
-    environment.update(FAST_HASH, DIRECTO_MASTER_KEY=master_key,
-                       **cluster_env(database_url, redis_server))
+    environment.update(FAST_HASH, DIRECTO_MASTER_KEY=master_key, **topology.env)
     servers = [Server(environment, base / "data", base / f"server-{i}.log") for i in range(2)]
     try:
         for server in servers:
@@ -244,9 +303,8 @@ async def test_a_conversation_across_processes_is_live_both_ways(pair, people, l
 
 
 async def test_kill_9_mid_traffic_its_clients_resume_elsewhere_missing_nothing(
-        server_factory, database_url: str, redis_server: RedisServer, people, listen) -> None:
-    one, two, three = (server_factory(**cluster_env(database_url, redis_server))
-                       for _ in range(3))
+        server_factory, topology: Topology, people, listen) -> None:
+    one, two, three = (server_factory(**topology.env) for _ in range(3))
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     conversation = await befriend(ana, ben)
     ben_on_two = listen(ben)
@@ -272,8 +330,9 @@ async def test_kill_9_mid_traffic_its_clients_resume_elsewhere_missing_nothing(
     assert before_kill + ben_on_three.texts() == sent  # each once, in order
 
 
-async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
-        pair, people, listen, redis_server: RedisServer) -> None:
+async def test_broker_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
+        pair, people, listen, topology: Topology) -> None:
+    """Redis, or the hub, goes away and comes back."""
     one, two = pair
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     conversation = await befriend(ana, ben)
@@ -285,16 +344,16 @@ async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
         await ana.send(conversation, text_)
     await ben_hears.until(lambda me: len(me.texts()) == 5, "live delivery before the outage")
 
-    redis_server.kill()
+    topology.shared.kill()
     try:
-        for text_ in sent[5:10]:  # sending does not depend on Redis
+        for text_ in sent[5:10]:  # sending does not depend on the broker
             await ana.send(conversation, text_)
         await people.on(one).login(handle_of(ana), PASSWORD)  # nor does logging in
     finally:
-        redis_server.start()
+        topology.shared.start()
     # catch-up is 30 s: these arrive because the listener reconnects and wakes everyone
     await ben_hears.until(lambda me: len(me.texts()) == 10, "what was sent during the outage")
-    await people.on(two).login(handle_of(ben), PASSWORD)  # the rate limit's Redis is back too
+    await people.on(two).login(handle_of(ben), PASSWORD)  # the rate limit's storage is back too
 
     for text_ in sent[10:]:
         await ana.send(conversation, text_)
@@ -303,7 +362,7 @@ async def test_redis_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
     assert (await until_presence(ana, handle_of(ben), online=True))["online"]  # rewritten
 
     log = one.log()
-    assert "redis publish failed" in log  # counted and logged...
+    assert topology.lost_log in log  # logged...
     assert not any(text_ in log for text_ in sent)  # ...without the payload
 
 
@@ -325,14 +384,14 @@ async def test_typing_reaches_the_peer_on_every_process_exactly_once(pair, peopl
     await ben_on_one.ready()
 
     await ana.typing(conversation)
-    await ben_on_two.until(lambda me: bool(typing_from(me, ana)), "ana typing, through Redis")
+    await ben_on_two.until(lambda me: bool(typing_from(me, ana)), "ana typing, across processes")
     (typing,) = typing_from(ben_on_two, ana)
     assert typing["data"]["conversation_id"] == conversation
 
-    # cyd's typing goes through Redis after ana's did: once it reached process one, so had
+    # cyd's typing goes through the broker after ana's did: once it reached process one, so had
     # any echo of ana's own publication, which process one must not deliver a second time
     await cyd.typing((await cyd.start_conversation(handle_of(ben)))["id"])
-    await ben_on_one.until(lambda me: bool(typing_from(me, cyd)), "cyd typing, through Redis")
+    await ben_on_one.until(lambda me: bool(typing_from(me, cyd)), "cyd typing, across processes")
     assert len(typing_from(ben_on_one, ana)) == 1
 
 
@@ -399,6 +458,22 @@ async def test_failed_logins_on_two_processes_share_one_budget(pair, people) -> 
         assert (limited.value.status, limited.value.code) == (429, "rate_limited")
 
 
+async def test_sends_through_two_processes_spend_one_budget(server_factory, topology: Topology,
+                                                           people) -> None:
+    one, two = (server_factory(DIRECTO_SENDS_PER_MINUTE="5", **topology.env) for _ in range(2))
+    ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
+    conversation = await befriend(ana, ben)  # the first of ana's five
+    ana_on_two = people.on(two, token=ana.token)
+
+    for number in range(4):  # spread: no process saw five
+        await (ana if number % 2 else ana_on_two).send(conversation, f"within {number}")
+
+    for sdk in (ana, ana_on_two):
+        with pytest.raises(DirectoAPIError) as limited:
+            await sdk.send(conversation, "one too many")
+        assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+
+
 def worker_pids(server: Server) -> list[int]:
     assert server.process is not None
     pid = server.process.pid
@@ -406,10 +481,9 @@ def worker_pids(server: Server) -> list[int]:
     return [int(child) for child in children]
 
 
-async def test_serve_with_workers_shares_the_work(server_factory, database_url: str,
-                                                  redis_server: RedisServer, people,
+async def test_serve_with_workers_shares_the_work(server_factory, topology: Topology, people,
                                                   listen) -> None:
-    server = server_factory(DIRECTO_WORKERS="2", **cluster_env(database_url, redis_server))
+    server = server_factory(DIRECTO_WORKERS="2", **topology.workers_env)
     assert len(worker_pids(server)) >= 2
     ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
     conversation = await befriend(ana, ben)

@@ -14,6 +14,7 @@ from cachetools import LRUCache
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Scope
@@ -51,20 +52,15 @@ class App:
         self.db = Database(self.settings.effective_database_url)
         # bearer tokens' hashes resolved by this process: their account ids and when their
         # sessions end, as Unix times (SQLite only, see accounts.service.account_id_of)
+        # (SQLite in one process only: elsewhere a logout through another process must be
+        # seen at once, see accounts.service.account_id_of)
         self.signed_in: LRUCache[str, tuple[str, float]] | None = (
-            LRUCache(100_000) if self.db.is_sqlite else None)
+            LRUCache(100_000) if self.db.is_sqlite and not self.settings.hub_socket else None)
         self.keyring = load_keyring(self.settings.master_key, self.settings.previous_master_keys,
                                     self.settings.data_dir)
         self.broker = self._make_broker()
         self.db.on_commit = self.broker.publish
-        if self.settings.broker_url:  # one budget shared by every process, with redis-py
-            from directo.core.redis_broker import client_options
-
-            storage = storage_from_string("async+" + self.settings.broker_url,
-                                          implementation="redispy", wrap_exceptions=True,
-                                          **client_options())
-        else:
-            storage = storage_from_string("async+memory://")
+        storage = self._make_budget_storage()
         self.limiter = MovingWindowRateLimiter(storage)
         self.send_limiter = FixedWindowRateLimiter(storage)  # cheaper: it is on the send path
         self.passwords = PasswordHasher(memory_cost=self.settings.argon2_memory_kib,
@@ -78,7 +74,29 @@ class App:
             from directo.core.redis_broker import RedisBroker
 
             return RedisBroker(self.settings.broker_url)
+        if self.settings.hub_socket:
+            from directo.core.hub_broker import HubBroker
+
+            return HubBroker(self.settings.hub_socket)
         return LocalBroker()
+
+    def _make_budget_storage(self) -> Storage:
+        """Where rate-limit budgets are kept: one set shared by every process (Redis, or the
+        hub of ``--workers N``), or this process's memory."""
+        if self.settings.broker_url:
+            from directo.core.redis_broker import client_options
+
+            storage = storage_from_string("async+" + self.settings.broker_url,
+                                          implementation="redispy", wrap_exceptions=True,
+                                          **client_options())
+            assert isinstance(storage, Storage)  # "async+" asks for the asyncio variant
+            return storage
+        if self.settings.hub_socket:
+            from directo.core.hub_broker import HubBroker, HubStorage
+
+            assert isinstance(self.broker, HubBroker)
+            return HubStorage(self.broker)
+        return MemoryStorage()
 
     async def start(self) -> None:
         from directo.events.service import catch_up_forever

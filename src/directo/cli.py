@@ -69,12 +69,23 @@ def _serve(settings: Settings, workers: int) -> None:
     elif not migrate.is_current(url):
         console.print("[red]The database schema is not current: run `directo migrate`.[/red]")
         raise typer.Exit(1)
-    uvicorn.run("directo.app:create_asgi", factory=True, host=settings.host,
-                port=settings.port, workers=workers if workers > 1 else None,
-                access_log=False, log_level=settings.log_level,
-                log_config=logs.uvicorn_log_config(), ws_max_size=64 * 1024,
-                timeout_graceful_shutdown=5,
-                server_header=False)  # no "server: uvicorn": nothing to tell a scanner
+    hub = None
+    if workers > 1 and not settings.broker_url:  # the workers share a hub instead of Redis
+        from directo.core.hub import HubThread
+
+        hub = HubThread()
+        hub.start()
+        os.environ["DIRECTO_HUB_SOCKET"] = str(hub.path)  # the workers' settings read it
+    try:
+        uvicorn.run("directo.app:create_asgi", factory=True, host=settings.host,
+                    port=settings.port, workers=workers if workers > 1 else None,
+                    access_log=False, log_level=settings.log_level,
+                    log_config=logs.uvicorn_log_config(), ws_max_size=64 * 1024,
+                    timeout_graceful_shutdown=5,
+                    server_header=False)  # no "server: uvicorn": nothing to tell a scanner
+    finally:
+        if hub is not None:
+            hub.stop()
 
 
 @cli.command()
@@ -82,16 +93,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option(help="processes (needs PostgreSQL)",
+    workers: Annotated[int, typer.Option(help="processes sharing the port (one per core); "
+                                         "without Redis they share a hub this process runs",
                                          envvar="DIRECTO_WORKERS", min=1)] = 1,
 ) -> None:
     """Run the HTTP and WebSocket server."""
-    settings = _settings(data_dir, host=host, port=port)
-    if workers > 1 and settings.database_url is None:
-        console.print("[red]--workers needs DIRECTO_DATABASE_URL (PostgreSQL): SQLite has one "
-                      "writer.[/red]")
-        raise typer.Exit(2)
-    _serve(settings, workers)
+    _serve(_settings(data_dir, host=host, port=port), workers)
 
 
 @cli.command()

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
         default=None, description="postgresql://... to use PostgreSQL; default SQLite in data_dir"
     )
     broker_url: str | None = Field(default=None, description="redis://... for scale-out")
+    hub_socket: Path | None = Field(
+        default=None, description="set by `directo serve --workers N` (without a broker_url) "
+        "for its workers: the Unix socket of the hub they share (core/hub.py)")
     master_key: str | None = Field(default=None, description="base64url, 32 bytes")
     previous_master_keys: str | None = Field(
         default=None, description="comma-separated older master keys, kept during rotation"

@@ -8,7 +8,10 @@ gathering the next batch. A job's caller is answered only after the commit that 
 Running the statements in a writer thread instead cost more than the statements: every
 statement releases the GIL, so the two threads handed it back and forth several times per
 message (docs/performance.md). Reads run inline through a separate read connection: WAL
-readers never wait for the writer.
+readers never wait for the writer. Several processes may share one SQLite file (``directo
+serve --workers N``): a lock file beside it (``WriteGate``) lets one process's batch write at a
+time, and a process that finds it taken waits for it in the committer thread, never on the
+loop, which carries on answering requests meanwhile.
 
 PostgreSQL: a pool of connections; each use case runs in a worker thread in its own
 transaction and is retried on a unique-key race, a deadlock or a serialisation failure, or
@@ -22,7 +25,9 @@ After a commit, the set of accounts whose event streams grew (``Tx.wake``) is ha
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +42,7 @@ from sqlalchemy import (
     create_engine,
     event,
     exc,
+    make_url,
     pool,
 )
 
@@ -85,6 +91,39 @@ def _sqlite_engine(url: str, begin: str | None) -> Engine:
     return engine
 
 
+class WriteGate:
+    """An exclusive ``flock`` on ``<database>-writer.lock``, held by a process from the
+    BEGIN of a batch to the end of its COMMIT. Without it, a process whose BEGIN IMMEDIATE
+    found another process's batch under way would wait in SQLite's busy handler, on the
+    event loop, sleeping in steps of milliseconds; ``flock`` wakes the next one as soon as the
+    lock is given back. A separate file: closing any descriptor of the database file itself
+    would drop SQLite's own locks."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def try_take(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def take(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _sqlite_file(url: str) -> str | None:
+    database = make_url(url).database
+    return None if database in (None, "", ":memory:") else database
+
+
 class _Job:
     __slots__ = ("args", "error", "fn", "future", "result", "wake")
 
@@ -108,6 +147,7 @@ class Database:
         self._committer: ThreadPoolExecutor | None = None
         self._pending: list[_Job] = []
         self._busy = False
+        self._gate: WriteGate | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self._read_engine = _sqlite_engine(url, None)
@@ -123,6 +163,9 @@ class Database:
     def start(self) -> None:
         if self.is_sqlite and self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="directo-commit")
+            database = _sqlite_file(self.url)
+            if database is not None:
+                self._gate = WriteGate(database + "-writer.lock")
             self._sqlite_reader()  # opened now rather than by the first request
 
     def close(self) -> None:
@@ -133,6 +176,9 @@ class Database:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the database is closed"))
         self._pending.clear()
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         if self._write_conn is not None:
             self._write_conn.close()
             self._write_conn = None
@@ -156,7 +202,7 @@ class Database:
             self._pending.append(_Job(fn, args, future))
             if not self._busy:
                 self._busy = True
-                loop.call_soon(self._run_batch)
+                loop.call_soon(self._open_gate)
             return await future
         result, wake = await anyio.to_thread.run_sync(self._run_tx, fn, args)
         self.on_commit(wake)
@@ -184,6 +230,16 @@ class Database:
                 transaction.commit()
                 return result, tx.wake
         raise AssertionError("unreachable")
+
+    def _open_gate(self) -> None:
+        """Take the write gate, then run the batch; if another process holds the gate, wait
+        for it in the committer thread (jobs that arrive meanwhile join the batch)."""
+        assert self._loop is not None
+        if self._gate is None or self._gate.try_take():
+            self._run_batch()
+        elif self._committer is not None:
+            waiting = self._loop.run_in_executor(self._committer, self._gate.take)
+            waiting.add_done_callback(lambda _: self._run_batch())
 
     def _run_batch(self) -> None:
         """On the loop: run the waiting jobs in one transaction, then hand its commit to the
@@ -241,6 +297,8 @@ class Database:
                 job.error, job.wake = error, set()
 
     def _settle(self, batch: list[_Job]) -> None:
+        if self._gate is not None:
+            self._gate.give()
         for job in batch:
             if job.wake:
                 self.on_commit(job.wake)
@@ -252,7 +310,7 @@ class Database:
                 job.future.set_result(job.result)
         if self._pending:
             assert self._loop is not None
-            self._loop.call_soon(self._run_batch)
+            self._loop.call_soon(self._open_gate)
         else:
             self._busy = False
 

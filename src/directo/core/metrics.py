@@ -18,6 +18,9 @@ events_delivered = Counter("directo_events_delivered_total", "events pushed to c
 commit_batch_jobs = Histogram("directo_commit_batch_jobs",
                               "writes committed together by one SQLite group commit",
                               registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+broker_failures = Counter("directo_broker_failures_total",
+                          "broker operations (Redis, or the hub of --workers) that failed; the "
+                          "database catch-up covers them", ["operation"], registry=registry)
 streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=registry)
 
 gc_pauses = Histogram("directo_gc_pause_seconds",

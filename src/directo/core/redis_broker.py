@@ -40,9 +40,6 @@ HEARTBEAT_SECONDS = 10
 PRESENCE_KEEP_SECONDS = 30 * 86400  # how long "last seen" is remembered
 LEFT = "left"  # the presence member whose score is when the account last disconnected
 
-broker_failures = Counter("directo_broker_failures_total",
-                          "Redis operations that failed (the database catch-up covers them)",
-                          ["operation"], registry=metrics.registry)
 broker_dropped = Counter("directo_broker_dropped_total",
                          "notifications dropped because the publish queue was full",
                          registry=metrics.registry)
@@ -248,7 +245,7 @@ class RedisBroker(LocalBroker):
         return True
 
     def _failed(self, operation: str, error: BaseException) -> None:
-        broker_failures.labels(operation).inc()
+        metrics.broker_failures.labels(operation).inc()
         if operation not in self._failing:
             self._failing.add(operation)
             log.warning("redis %s failed: %s", operation, type(error).__name__)
