@@ -70,6 +70,7 @@ async def run_all(args: argparse.Namespace, console: Console) -> Run:
                 console.print(f"  {name}: {len(figures)} figures in "
                               f"{time.monotonic() - began:.0f} s")
         finally:
+            ctx.close()
             baseline.stop()
     return result
 

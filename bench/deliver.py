@@ -112,7 +112,7 @@ def baseline_text(frame: dict[str, Any]) -> str | None:
 
 
 def baseline_routes(ctx: Context) -> list[Route]:
-    port = ctx.baseline.port
+    port = ctx.one_process_baseline().port
     routes = []
     for n in range(PAIRS):
         def request(text: str, n: int = n) -> bytes:

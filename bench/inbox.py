@@ -18,6 +18,7 @@ from directo.core import cursors
 
 P99_TARGET = Target("<", 20)
 PAGE = 20
+AGENTS = 20  # agents of one brand reading its inbox at once
 DEPTHS = (0.1, 0.5, 0.9, 0.99)
 BRAND = "brand0"
 
@@ -47,13 +48,18 @@ def check_pages(server: ServerProcess, token: str, paths: list[str]) -> None:
             raise RuntimeError(f"inbox page {path} is not full: {str(page)[:300]}")
 
 
-async def timed(server: ServerProcess, paths: list[str], token: str | None,
-                seconds: float) -> LoadResult:
-    """One agent asking for the pages in turn, each as soon as the last was answered."""
-    host = f"{HOST}:{server.port}"
-    requests = [http_request("GET", path, host, None, token) for path in paths]
-    return await closed_loop([(HOST, server.port, lambda n: requests[n % len(requests)])],
-                             seconds)
+async def timed(servers: list[ServerProcess], paths: list[str], token: str | None,
+                seconds: float, agents: int = 1) -> LoadResult:
+    """``agents`` agents (spread over the servers), each asking for the pages in turn, each
+    as soon as its last was answered."""
+    targets = []
+    for number in range(agents):
+        server = servers[number % len(servers)]
+        host = f"{HOST}:{server.port}"
+        requests = [http_request("GET", path, host, None, token) for path in paths]
+        targets.append((HOST, server.port,
+                        lambda n, requests=requests: requests[n % len(requests)]))
+    return await closed_loop(targets, seconds)
 
 
 async def run(ctx: Context) -> list[Figure]:
@@ -72,15 +78,19 @@ async def run(ctx: Context) -> list[Figure]:
             for cursor in deep_cursors(deployment.database_url, brand_id, total)]
     deployment.start()
     try:
-        server = deployment.server_for(0)
-        check_pages(server, token, [listing, *deep])
-        first = await timed(server, [listing], token, seconds)
-        deeper = await timed(server, deep, token, seconds)
+        servers = deployment.servers
+        check_pages(servers[0], token, [listing, *deep])
+        first = await timed(servers, [listing], token, seconds)
+        deeper = await timed(servers, deep, token, seconds)
+        crowd = await timed(servers, [listing, *deep], token, seconds, AGENTS)
     finally:
         deployment.close()
-    baseline = await timed(ctx.baseline, ["/page"], None, seconds)
+    baseline = await timed([ctx.baseline], ["/page"], None, seconds)
+    crowd_baseline = await timed([ctx.baseline], ["/page"], None, seconds, AGENTS)
     ctx.details["inbox"] = {"conversations": total, "first_page": first.summary(),
-                            "deep_pages": deeper.summary(), "baseline": baseline.summary()}
+                            "deep_pages": deeper.summary(), "baseline": baseline.summary(),
+                            f"{AGENTS}_agents": crowd.summary(),
+                            f"{AGENTS}_agents_baseline": crowd_baseline.summary()}
     size = f"{total:,} conversations"
     return [
         Figure("inbox", f"first page p50, {size}", first.ms(50), "ms", baseline.ms(50)),
@@ -91,4 +101,7 @@ async def run(ctx: Context) -> list[Figure]:
                P99_TARGET),
         Figure("inbox", "pages per second, one agent", first.throughput, "pages/s",
                baseline.throughput),
+        Figure("inbox", f"pages per second, {AGENTS} agents", crowd.throughput, "pages/s",
+               crowd_baseline.throughput),
+        Figure("inbox", f"p99, {AGENTS} agents", crowd.ms(99), "ms", crowd_baseline.ms(99)),
     ]

@@ -69,6 +69,7 @@ class ServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    workers: int = 1
 
     @property
     def url(self) -> str:
@@ -145,7 +146,7 @@ def start_baseline(workdir: Path, workers: int = 1) -> ServerProcess:
             "--ws-max-size", str(64 * 1024)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    return ServerProcess(argv, _clean_env(), workdir / "baseline.log").start()
+    return ServerProcess(argv, _clean_env(), workdir / "baseline.log", workers=workers).start()
 
 
 def redis_broker_available() -> bool:

@@ -13,8 +13,11 @@ reconnect wake-up) and not the periodic re-read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -475,10 +479,16 @@ async def test_sends_through_two_processes_spend_one_budget(server_factory, topo
 
 
 def worker_pids(server: Server) -> list[int]:
+    """The workers of a ``--workers N`` server: its children but multiprocessing's resource
+    tracker."""
     assert server.process is not None
     pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(child) for child in children]
+    workers = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with contextlib.suppress(FileNotFoundError):  # gone since the list was read
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+    return workers
 
 
 async def test_serve_with_workers_shares_the_work(server_factory, topology: Topology, people,
@@ -498,6 +508,107 @@ async def test_serve_with_workers_shares_the_work(server_factory, topology: Topo
     for stream in streams:
         await stream.until(lambda me: len(me.texts()) == len(sent), "every message")
         assert stream.texts() == sent
+
+
+ESTABLISHED, LISTEN = "01", "0A"  # TCP states as /proc/net/tcp writes them
+
+
+def sockets_held(pid: int, port: int, state: str) -> int:
+    """How many TCP sockets on local ``port``, in ``state``, the process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed since the listing
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    held = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, inode = int(fields[1].split(":")[1], 16), fields[9]
+        held += local_port == port and fields[3] == state and inode in inodes
+    return held
+
+
+async def test_workers_each_take_a_share_of_a_burst_of_connections(server_factory) -> None:
+    """Each worker listens through a socket of its own, so the kernel spreads new connections
+    over them. With one shared socket, a burst of connections (the kernel completes them all
+    before any worker wakes) went to whichever worker accepted first."""
+    server = server_factory(DIRECTO_WORKERS="2")
+    deadline = time.monotonic() + WAIT
+    while sum(sockets_held(pid, server.port, LISTEN) for pid in worker_pids(server)) < 2:
+        assert time.monotonic() < deadline, "the workers never both listened"
+        await asyncio.sleep(0.05)
+    burst = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
+    try:
+        for _, writer in burst:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: directo\r\n\r\n")
+        for reader, _ in burst:
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        shares = [sockets_held(pid, server.port, ESTABLISHED) for pid in worker_pids(server)]
+        assert sum(shares) == 20 and min(shares) > 0, shares
+    finally:
+        for _, writer in burst:
+            writer.close()
+
+
+def test_workers_refuse_a_port_another_program_holds(tmp_path: Path, master_key: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTO_")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "directo", "serve", "--workers", "2", "--port",
+             str(taken.getsockname()[1]), "--data-dir", str(tmp_path / "data")],
+            env={**env, "DIRECTO_MASTER_KEY": master_key}, capture_output=True, text=True,
+            timeout=60)
+    finally:
+        taken.close()
+    assert done.returncode == 2
+    assert "cannot listen on 127.0.0.1" in done.stderr
+
+
+async def send_until_acknowledged(server: Server, token: str, conversation: str,
+                                  text_: str) -> None:
+    """Send as a client would: a dropped connection (its worker killed) is retried with the
+    same ``client_id``, which the server answers with the original if it was stored."""
+    client_id = uuid.uuid4().hex
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            async with AsyncDirecto(server.url, token=token) as fresh_connection:
+                await fresh_connection.send(conversation, text_, client_id=client_id)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the server never answered again"
+            await asyncio.sleep(0.05)
+
+
+async def test_killed_workers_are_replaced_and_their_clients_miss_nothing(
+        server_factory, topology: Topology, people, listen) -> None:
+    server = server_factory(DIRECTO_WORKERS="2", **topology.workers_env)
+    ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
+    conversation = await befriend(ana, ben)
+    assert ben.token is not None and ana.token is not None
+    ben_hears = listen(ben)  # the SDK's stream reconnects with its cursor when dropped
+    await ben_hears.ready()
+    sent = [f"k{i:02}" for i in range(30)]
+
+    originals = worker_pids(server)
+    for round_, victim in enumerate(originals):  # every original worker, ben's among them
+        for text_ in sent[round_ * 10:(round_ + 1) * 10]:
+            await send_until_acknowledged(server, ana.token, conversation, text_)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + WAIT
+        while victim in (alive := worker_pids(server)) or len(alive) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            await asyncio.sleep(0.05)
+    for text_ in sent[20:]:
+        await send_until_acknowledged(server, ana.token, conversation, text_)
+
+    await ben_hears.until(lambda me: len(me.texts()) >= len(sent), "every message")
+    assert ben_hears.texts() == sent  # each once, in order
+    assert not set(worker_pids(server)) & set(originals)
 
 
 async def test_one_commit_is_one_publish_and_garbage_on_the_channel_stops_nothing(

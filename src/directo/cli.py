@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -69,20 +69,27 @@ def _serve(settings: Settings, workers: int) -> None:
     elif not migrate.is_current(url):
         console.print("[red]The database schema is not current: run `directo migrate`.[/red]")
         raise typer.Exit(1)
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "access_log": False,
+        "log_level": settings.log_level, "log_config": logs.uvicorn_log_config(),
+        "ws_max_size": 64 * 1024, "timeout_graceful_shutdown": 5,
+        "server_header": False}  # no "server: uvicorn": nothing to tell a scanner
+    if workers == 1:
+        uvicorn.run("directo.app:create_asgi", factory=True, **options)
+        return
+    from directo import workers as supervisor
+
     hub = None
-    if workers > 1 and not settings.broker_url:  # the workers share a hub instead of Redis
+    if not settings.broker_url:  # the workers share a hub instead of Redis
         from directo.core.hub import HubThread
 
-        hub = HubThread()
-        hub.start()
+        hub = HubThread().start()
         os.environ["DIRECTO_HUB_SOCKET"] = str(hub.path)  # the workers' settings read it
     try:
-        uvicorn.run("directo.app:create_asgi", factory=True, host=settings.host,
-                    port=settings.port, workers=workers if workers > 1 else None,
-                    access_log=False, log_level=settings.log_level,
-                    log_config=logs.uvicorn_log_config(), ws_max_size=64 * 1024,
-                    timeout_graceful_shutdown=5,
-                    server_header=False)  # no "server: uvicorn": nothing to tell a scanner
+        supervisor.run(options, workers)
+    except supervisor.PortTaken as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
     finally:
         if hub is not None:
             hub.stop()

@@ -52,6 +52,9 @@ class Hub:
         self._budgets = MemoryStorage()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # lines for each worker, written at the end of the loop's turn: one write, not one
+        # per line
+        self._unsent: dict[asyncio.StreamWriter, list[bytes]] = {}
 
     async def serve(self, path: Path) -> None:
         self._server = await asyncio.start_unix_server(self._worker, path=str(path),
@@ -90,11 +93,22 @@ class Hub:
         if kind == "pub":
             for other in self._workers:
                 if other is not writer and other.transport.get_write_buffer_size() < BACKLOG_MAX:
-                    other.write(line)
+                    self._write(other, line)
         elif kind == "streams":
             self._count(message["delta"], streams)
         elif kind == "call":
-            writer.write(await self._answer(message["id"], message["m"], message["args"]))
+            self._write(writer, await self._answer(message["id"], message["m"], message["args"]))
+
+    def _write(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unsent.setdefault(writer, []).append(line)
+
+    def _flush(self) -> None:
+        for writer, lines in self._unsent.items():
+            if not writer.is_closing():
+                writer.write(b"".join(lines))
+        self._unsent.clear()
 
     def _count(self, delta: dict[str, int], streams: Counter[str]) -> None:
         for account, n in delta.items():
