@@ -86,3 +86,18 @@ async def _until_closed(websocket: WebSocket, queue: asyncio.Queue[str]) -> None
         while True:
             await websocket.receive_text()
     queue.put_nowait("")  # wake the sender so it ends
+
+
+if __name__ == "__main__":  # with several workers: as ``directo serve --workers N`` runs them
+    import argparse
+
+    from directo import workers as supervisor
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    supervisor.run("bench.baseline_app:app", {
+        "host": args.host, "port": args.port, "access_log": False, "log_level": "warning",
+        "ws_max_size": 64 * 1024, "server_header": False}, args.workers)

@@ -24,7 +24,6 @@ import uvicorn
 
 log = logging.getLogger("directo.workers")
 
-APP = "directo.app:create_asgi"
 RESTART_PAUSE_MIN_SECONDS, RESTART_PAUSE_MAX_SECONDS = 0.5, 10.0
 YOUNG_SECONDS = 10.0  # a worker that dies younger than this is restarted after a longer pause
 STOP_GRACE_SECONDS = 15.0
@@ -48,10 +47,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_one(options: dict[str, Any]) -> None:
-    """A worker: its own socket on the shared port, and uvicorn serving Directo on it."""
+def _serve_one(app: str, options: dict[str, Any]) -> None:
+    """A worker: its own socket on the shared port, and uvicorn serving ``app`` on it."""
     sock = listening_socket(options["host"], options["port"])
-    uvicorn.Server(uvicorn.Config(APP, factory=True, **options)).run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
 
 
 @dataclass
@@ -62,8 +61,9 @@ class _Slot:
     restart_at: float = 0.0
 
 
-def run(options: dict[str, Any], workers: int) -> None:
-    """Serve with ``workers`` processes until SIGTERM or SIGINT. ``options``: uvicorn's."""
+def run(app: str, options: dict[str, Any], workers: int) -> None:
+    """Serve ``app`` (an import string, as uvicorn takes it) with ``workers`` processes
+    until SIGTERM or SIGINT. ``options``: uvicorn's, ``host`` and ``port`` included."""
     # Bound, never listening: it checks the port is free for us now, and keeps another
     # user's program from taking it while workers restart. Only listening sockets are given
     # connections.
@@ -81,7 +81,7 @@ def run(options: dict[str, Any], workers: int) -> None:
         while not stopping:
             now = time.monotonic()
             for slot in slots:
-                _tend(slot, spawn, options, now)
+                _tend(slot, spawn, app, options, now)
             time.sleep(0.2)
     finally:
         for sig, handler in previous.items():
@@ -90,7 +90,7 @@ def run(options: dict[str, Any], workers: int) -> None:
         claim.close()
 
 
-def _tend(slot: _Slot, spawn: Any, options: dict[str, Any], now: float) -> None:
+def _tend(slot: _Slot, spawn: Any, app: str, options: dict[str, Any], now: float) -> None:
     process = slot.process
     if process is not None and process.is_alive():
         return
@@ -104,7 +104,8 @@ def _tend(slot: _Slot, spawn: Any, options: dict[str, Any], now: float) -> None:
                     process.exitcode, f" in {slot.pause:.1f} s" if young else "")
         slot.process = None
     if now >= slot.restart_at:
-        slot.process = spawn.Process(target=_serve_one, args=(options,), name="directo-worker")
+        slot.process = spawn.Process(target=_serve_one, args=(app, options),
+                                     name="directo-worker")
         slot.process.start()
         slot.started = now
 
