@@ -33,10 +33,9 @@ async def run_baseline(ctx: Context, senders: int, seconds: float) -> LoadResult
 
 
 def _group_commits(deployment: Deployment) -> tuple[float, float] | None:
-    """SQLite's group commits so far, as (writes, commits), from the server's metrics; None
-    on PostgreSQL, which commits each write on its own, and with several workers, whose
-    ``/metrics`` is answered by whichever worker takes the connection."""
-    if deployment.backend != "sqlite" or deployment.workers > 1:
+    """SQLite's group commits so far, as (writes, commits), from the server's metrics (all
+    its workers'); None on PostgreSQL, which commits each write on its own."""
+    if deployment.backend != "sqlite":
         return None
     writes, commits = "directo_commit_batch_jobs_sum", "directo_commit_batch_jobs_count"
     found = deployment.servers[0].metrics(writes, commits)

@@ -46,6 +46,7 @@ from tests.conftest import (
     need,
     postgres_available,
 )
+from tests.helpers import metric
 
 pytestmark = pytest.mark.slow
 
@@ -549,6 +550,21 @@ async def test_workers_each_take_a_share_of_a_burst_of_connections(server_factor
     finally:
         for _, writer in burst:
             writer.close()
+
+
+async def test_metrics_of_workers_count_every_worker(server_factory, people) -> None:
+    server = server_factory(DIRECTO_WORKERS="2")
+    ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
+    conversation = await befriend(ana, ben)  # one message
+    assert ana.token is not None
+    for number in range(20):  # each on a new connection: both workers take some
+        await send_until_acknowledged(server, ana.token, conversation, f"counted {number}")
+
+    for _ in range(4):  # whichever worker answers, it counts all of them
+        async with httpx.AsyncClient(base_url=server.url) as fresh_connection:
+            text_ = (await fresh_connection.get("/metrics")).text
+        assert metric(text_, "directo_messages_sent_total") == 21
+        assert metric(text_, "directo_gc_frozen_objects") > 50_000
 
 
 def test_workers_refuse_a_port_another_program_holds(tmp_path: Path, master_key: str) -> None:

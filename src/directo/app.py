@@ -246,4 +246,5 @@ def _tune_garbage_collector() -> None:
     Both measured in docs/performance.md."""
     gc.collect()
     gc.freeze()
+    metrics.gc_frozen.set(gc.get_freeze_count())
     gc.set_threshold(10_000, 10, 10)

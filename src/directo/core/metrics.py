@@ -1,12 +1,18 @@
-"""Prometheus metrics, served at ``/metrics``."""
+"""Prometheus metrics, served at ``/metrics``.
+
+The workers of ``directo serve --workers N`` run with ``PROMETHEUS_MULTIPROC_DIR`` set by their
+supervisor (directo/workers.py): prometheus_client then keeps every value in a file of that
+directory, and whichever worker answers ``/metrics`` sums them all."""
 
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 registry = CollectorRegistry()
 requests = Histogram("directo_http_request_seconds", "HTTP requests by route and status",
@@ -21,7 +27,8 @@ commit_batch_jobs = Histogram("directo_commit_batch_jobs",
 broker_failures = Counter("directo_broker_failures_total",
                           "broker operations (Redis, or the hub of --workers) that failed; the "
                           "database catch-up covers them", ["operation"], registry=registry)
-streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=registry)
+streams_open = Gauge("directo_streams_open", "open WebSocket streams", registry=registry,
+                     multiprocess_mode="livesum")
 
 gc_pauses = Histogram("directo_gc_pause_seconds",
                       "garbage-collector pauses (the event loop stands still) by generation",
@@ -29,9 +36,9 @@ gc_pauses = Histogram("directo_gc_pause_seconds",
                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                1, 2.5))
 gc_frozen = Gauge("directo_gc_frozen_objects",
-                  "objects alive after start-up, which the garbage collector no longer walks",
-                  registry=registry)
-gc_frozen.set_function(gc.get_freeze_count)
+                  "objects alive after start-up, which the garbage collector no longer walks "
+                  "(with several workers, the most of any one)",
+                  registry=registry, multiprocess_mode="livemax")
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -39,6 +46,10 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 def render() -> bytes:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # every worker's values, summed
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
     return generate_latest(registry)
 
 
