@@ -15,6 +15,12 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from cachetools import LRUCache
+
+# "last seen" times kept in memory, the least recently used dropped first (about 100 MB at
+# most): an account dropped here reads as never seen. Redis keeps its own, for 30 days.
+LAST_SEEN_KEPT = 1_000_000
+
 
 class Subscription:
     """One connected client: a signal, whether its streams grew, and pending ephemeral events."""
@@ -75,7 +81,7 @@ class LocalBroker:
     def __init__(self) -> None:
         self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._open_streams: Counter[str] = Counter()
-        self._last_seen: dict[str, float] = {}
+        self._last_seen: LRUCache[str, float] = LRUCache(LAST_SEEN_KEPT)
 
     async def start(self) -> None:
         return None

@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 from limits.aio.storage import MemoryStorage
+
+from directo.core.broker import LAST_SEEN_KEPT
 
 log = logging.getLogger("directo.hub")
 
@@ -48,7 +51,7 @@ class Hub:
     def __init__(self) -> None:
         self._workers: dict[asyncio.StreamWriter, Counter[str]] = {}
         self._online: Counter[str] = Counter()  # open streams per account, all workers
-        self._last_seen: dict[str, float] = {}
+        self._last_seen: LRUCache[str, float] = LRUCache(LAST_SEEN_KEPT)
         self._budgets = MemoryStorage()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -82,7 +85,7 @@ class Hub:
             log.warning("hub: dropped a worker's connection: %s", type(error).__name__)
         finally:
             del self._workers[writer]
-            self._count({account: -n for account, n in streams.items()}, Counter())
+            self._count({account: -n for account, n in streams.items()}, streams)  # all gone
             writer.close()
             self._handlers.discard(handler)
 
@@ -127,7 +130,7 @@ class Hub:
             elif method == "presence":
                 account = args[0]
                 value = ([True, time.time()] if account in self._online
-                              else [False, self._last_seen.get(account)])
+                         else [False, self._last_seen.get(account)])
             elif method in STORAGE_CALLS:
                 value = await getattr(self._budgets, method)(*args)
             else:

@@ -22,7 +22,7 @@ from limits.aio.storage import MovingWindowSupport, Storage
 from directo.core import metrics
 from directo.core.broker import LocalBroker, Presence
 from directo.core.errors import DirectoError
-from directo.core.hub import LINE_LIMIT
+from directo.core.hub import BACKLOG_MAX, LINE_LIMIT
 
 log = logging.getLogger("directo.hub")
 
@@ -141,7 +141,10 @@ class HubBroker(LocalBroker):
 
     def _flush(self) -> None:
         if self._writer is not None and self._unsent:
-            self._writer.write(b"".join(self._unsent))
+            if self._writer.transport.get_write_buffer_size() < BACKLOG_MAX:
+                self._writer.write(b"".join(self._unsent))
+            else:  # the hub stopped reading: calls time out, wake-ups wait for the catch-up
+                metrics.broker_failures.labels("hub").inc()
         self._unsent.clear()
 
     async def call(self, method: str, *args: Any) -> Any:
