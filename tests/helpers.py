@@ -3,6 +3,8 @@ the database holds, and what ``/metrics`` says."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,3 +57,22 @@ def metric(text: str, name: str) -> float:
               for sample in family.samples if sample.name == name]
     assert values, f"{name} is not in /metrics"
     return sum(values)
+
+
+async def presence(viewer: AsyncDirecto, handle: str) -> dict[str, Any]:
+    """What ``viewer`` is told of the presence of ``handle``."""
+    return dict((await viewer.request("GET", f"/accounts/{handle}/presence")).json())
+
+
+async def until_online(viewer: AsyncDirecto, handle: str, online: bool,
+                       wait: float = 20.0) -> dict[str, Any]:
+    """Ask until ``handle`` shows ``online`` (it follows streams opening and closing
+    elsewhere, so it may take a moment); fail after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        seen = await presence(viewer, handle)
+        if seen["online"] is online:
+            return seen
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{handle} never became {'online' if online else 'offline'}")
+

@@ -70,19 +70,19 @@ async def test_presence_ends_with_the_connection_of_the_worker_holding_the_strea
         assert await viewer.presence("ana") == (False, None)
         holder.stream_opened("ana")
         holder.stream_opened("ana")  # two devices
-        await until_online(viewer, "ana", True)
+        await until_presence_is(viewer, "ana", True)
         holder.stream_closed("ana")
         await asyncio.sleep(0.1)
         assert (await viewer.presence("ana")).online  # one device still connected
         before = time.time()
         await holder.close()  # the worker went away (killed, say) with the stream open
-        seen = await until_online(viewer, "ana", False)
+        seen = await until_presence_is(viewer, "ana", False)
         assert seen.last_seen is not None and seen.last_seen >= before - 1
     finally:
         await viewer.close()
 
 
-async def until_online(broker: HubBroker, account: str, online: bool):  # type: ignore[no-untyped-def]
+async def until_presence_is(broker: HubBroker, account: str, online: bool):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + WAIT
     while (seen := await broker.presence(account)).online is not online:
         assert time.monotonic() < deadline, f"{account} never became online={online}"
@@ -128,14 +128,14 @@ async def test_a_worker_reconnects_to_a_restarted_hub_and_reports_its_streams_ag
     try:
         holder.stream_opened("ana")
         waiting = holder.subscribe(["ana"])
-        await until_online(viewer, "ana", True)
+        await until_presence_is(viewer, "ana", True)
         first.stop()
         second = HubThread(tmp_path).start()
         try:
             # the holder re-reads its streams (what was published meanwhile is lost) and
             # tells the new hub about its open stream
             assert (await woken(waiting))[0]
-            await until_online(viewer, "ana", True)
+            await until_presence_is(viewer, "ana", True)
             viewer.publish({"ana"})
             assert (await woken(waiting))[0]
         finally:

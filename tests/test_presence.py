@@ -5,20 +5,14 @@ tests/test_scale_out.py."""
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import pytest
 
 from directo.client import AsyncDirecto
 from tests.conftest import PASSWORD
-from tests.helpers import Signup, friends, refused
+from tests.helpers import Signup, friends, presence, refused, until_online
 
 WAIT = 20.0
-
-
-async def presence(viewer: AsyncDirecto, handle: str) -> dict[str, Any]:
-    return dict((await viewer.request("GET", f"/accounts/{handle}/presence")).json())
 
 
 async def test_someone_you_talk_with_shows_offline_until_they_connect(signup: Signup) -> None:
@@ -62,16 +56,6 @@ async def test_brand_team_members_see_the_customers_of_their_brand(signup: Signu
 
     assert (await presence(agent, "carla"))["online"] is False
     await refused(presence(outsider, "carla"), 404, "not_found")
-
-
-async def until_online(viewer: AsyncDirecto, handle: str, online: bool) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        seen = await presence(viewer, handle)
-        if seen["online"] is online:
-            return seen
-        await asyncio.sleep(0.05)
-    pytest.fail(f"{handle} never became {'online' if online else 'offline'}")
 
 
 @pytest.mark.slow

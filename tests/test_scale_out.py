@@ -46,7 +46,7 @@ from tests.conftest import (
     need,
     postgres_available,
 )
-from tests.helpers import metric
+from tests.helpers import metric, presence, until_online
 
 pytestmark = pytest.mark.slow
 
@@ -364,7 +364,7 @@ async def test_broker_restart_mid_traffic_delivery_resumes_and_nothing_is_lost(
         await ana.send(conversation, text_)
     await ben_hears.until(lambda me: len(me.texts()) == 15, "live delivery after the outage")
     assert ben_hears.texts() == sent
-    assert (await until_presence(ana, handle_of(ben), online=True))["online"]  # rewritten
+    assert (await until_online(ana, handle_of(ben), online=True))["online"]  # rewritten
 
     log = one.log()
     assert topology.lost_log in log  # logged...
@@ -400,37 +400,23 @@ async def test_typing_reaches_the_peer_on_every_process_exactly_once(pair, peopl
     assert len(typing_from(ben_on_one, ana)) == 1
 
 
-async def presence_of(viewer: AsyncDirecto, handle: str) -> dict[str, Any]:
-    return dict((await viewer.request("GET", f"/accounts/{handle}/presence")).json())
-
-
-async def until_presence(viewer: AsyncDirecto, handle: str, online: bool) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        seen = await presence_of(viewer, handle)
-        if seen["online"] is online:
-            return seen
-        await asyncio.sleep(0.05)
-    pytest.fail(f"{handle} never became {'online' if online else 'offline'}")
-
-
 async def test_presence_follows_a_stream_on_another_process(pair, people, listen) -> None:
     one, two = pair
     ana, ben = await people.signup(one, "ana"), await people.signup(two, "ben")
     stranger = await people.signup(one, "cyd")
     await befriend(ana, ben)
     ben_handle = handle_of(ben)
-    assert await presence_of(ana, ben_handle) == {"online": False, "last_seen_at": None}
+    assert await presence(ana, ben_handle) == {"online": False, "last_seen_at": None}
 
     ben_hears = listen(ben)
     await ben_hears.ready()
-    await until_presence(ana, ben_handle, online=True)
+    await until_online(ana, ben_handle, online=True)
     with pytest.raises(DirectoAPIError) as refused:
-        await presence_of(stranger, ben_handle)
+        await presence(stranger, ben_handle)
     assert refused.value.status == 404
 
     await ben_hears.stop()
-    seen = await until_presence(ana, ben_handle, online=False)
+    seen = await until_online(ana, ben_handle, online=False)
     assert seen["last_seen_at"] is not None
 
 
