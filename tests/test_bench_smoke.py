@@ -28,7 +28,7 @@ from bench.load import (
 )
 from bench.seed import TEXT, Seeder, seed_pairs
 from bench.send import message_request
-from bench.server import HOST, ROOT, Deployment, ServerProcess, start_baseline
+from bench.server import HOST, ROOT, Deployment, ServerProcess, _rss_kib, start_baseline
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +155,28 @@ async def test_compare_measures_both_sides_each_from_its_own_source(tmp_path: Pa
                        check=True)
     assert set(figures) == {"HEAD", "this checkout"}
     assert all(cpu > 0 and rate > 0 for cpu, rate in figures.values())
+
+
+async def test_workers_are_measured_together_and_their_baseline_has_as_many(
+        tmp_path: Path) -> None:
+    """With ``--workers 2``, a server's CPU and memory are its supervisor's and its workers'
+    together, and the baseline is served the same way."""
+    deployment = Deployment.prepare("sqlite", tmp_path / "directo", workers=2)
+    (tmp_path / "baseline").mkdir()
+    baseline = start_baseline(tmp_path / "baseline", workers=2)
+    try:
+        directo = deployment.start().servers[0]
+        for server, request in (
+                (directo, http_request("GET", "/healthz", f"{HOST}:{directo.port}")),
+                (baseline, http_request("POST", "/send", f"{HOST}:{baseline.port}",
+                                        {"client_id": "w", "text": "x"}))):
+            assert len(server.pids()) >= 3  # the supervisor and two workers
+            assert server.rss_kib() > 2 * _rss_kib(server.pid)  # workers are at least as big
+            before = server.cpu_seconds()
+            result = await closed_loop([(HOST, server.port, lambda _, r=request: r)] * 4, 0.5,
+                                       warmup=0)
+            assert result.errors == 0 and result.latencies
+            assert server.cpu_seconds() > before
+    finally:
+        baseline.stop()
+        deployment.close()
