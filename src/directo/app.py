@@ -51,9 +51,8 @@ class App:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.effective_database_url)
         # bearer tokens' hashes resolved by this process: their account ids and when their
-        # sessions end, as Unix times (SQLite only, see accounts.service.account_id_of)
-        # (SQLite in one process only: elsewhere a logout through another process must be
-        # seen at once, see accounts.service.account_id_of)
+        # sessions end, as Unix times. SQLite in one process only: where processes share the
+        # database, a logout through another must be seen at once (accounts.service.account_id_of)
         self.signed_in: LRUCache[str, tuple[str, float]] | None = (
             LRUCache(100_000) if self.db.is_sqlite and not self.settings.hub_socket else None)
         self.keyring = load_keyring(self.settings.master_key, self.settings.previous_master_keys,

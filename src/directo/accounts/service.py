@@ -130,10 +130,10 @@ async def account_id_of(app: App, token: str | None) -> str:
     needs nothing more, answered from memory for a token this process has resolved before
     (``App.signed_in``, a read less per send).
 
-    Only on SQLite, whose database one process serves: both ways a session ends, logging out
-    and erasing the account, run in that process and forget the token here once committed.
-    Processes sharing PostgreSQL would not see each other's logouts, so they always ask the
-    database."""
+    Only on SQLite served by one process: both ways a session ends, logging out and erasing
+    the account, run in that process and forget the token here once committed. Processes
+    sharing a database (PostgreSQL, or the workers of ``--workers N``) would not see each
+    other's logouts, so they always ask it."""
     hashed = _hash_of_plausible(token)
     known = None if app.signed_in is None else app.signed_in.get(hashed)
     if known is not None:
