@@ -84,6 +84,8 @@ def run(app: str, options: dict[str, Any], workers: int) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     slots = [_Slot() for _ in range(workers)]
+    log.info("%d workers serving http://%s:%d (supervisor %d; Ctrl+C to stop)", workers,
+             options["host"], options["port"], os.getpid())
     try:
         while not stopping:
             now = time.monotonic()
