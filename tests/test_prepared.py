@@ -38,7 +38,7 @@ def test_prepared_in_finds_exactly_the_named_rows(
 def test_every_hot_path_statement_compiles_for_both_databases_at_start() -> None:
     """A served process compiles its statements before it takes traffic: a statement that
     one dialect cannot compile stops the start, instead of failing its first request. This
-    compiles them for both dialects, whichever database the tests run on."""
+    compiles them for every dialect, whichever database the tests run on."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     # the modules that make statements (a served process has imported them all by its start)
@@ -48,7 +48,9 @@ def test_every_hot_path_statement_compiles_for_both_databases_at_start() -> None
     from directo.core import prepared
     from directo.events import store as _events  # noqa: F401
 
-    for dialect in (sqlite.pysqlite.dialect(), postgresql.psycopg.dialect()):
+    for dialect in (sqlite.pysqlite.dialect(), postgresql.asyncpg.dialect(),
+                    postgresql.psycopg.dialect()):  # the server's, and the CLI's
         count = prepared.compile_all(dialect)
         assert count >= 20  # the send path alone runs about fifteen
-        assert all(dialect.name in statement._plans for statement in prepared._every)
+        key = f"{dialect.name}+{dialect.driver}"
+        assert all(key in statement._plans for statement in prepared._every)

@@ -105,7 +105,7 @@ class App:
         self._tasks.append(asyncio.create_task(_housekeeping_forever(self)))
         if self.broker.loses_wakeups:
             self._tasks.append(asyncio.create_task(catch_up_forever(self)))
-        prepared.compile_all(self.db.engine.dialect)
+        prepared.compile_all(self.db.served_dialect)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,7 +114,7 @@ class App:
                 await task
         self._tasks.clear()
         await self.broker.close()
-        self.db.close()
+        await self.db.aclose()
 
     def asgi(self) -> ASGIApp:
         """What is served: Directo's own middleware and hot routes in front of the FastAPI

@@ -13,10 +13,13 @@ serve --workers N``): a lock file beside it (``WriteGate``) lets one process's b
 time, and a process that finds it taken waits for it in the committer thread, never on the
 loop, which carries on answering requests meanwhile.
 
-PostgreSQL: a pool of connections; each use case runs in a worker thread in its own
-transaction and is retried on a unique-key race, a deadlock or a serialisation failure, or
-once on a connection found dropped (a restarted server): cheaper than testing every
-connection as it leaves the pool, which cost a round trip per transaction.
+PostgreSQL: a pool of asyncpg connections; each use case runs in its own transaction, on the
+event loop, through SQLAlchemy's ``run_sync`` (the store's synchronous code runs in a greenlet,
+and each statement is awaited on the loop: no thread hop, and asyncpg costs a fifth of the CPU
+psycopg did from worker threads, docs/performance.md). A transaction is retried on a
+unique-key race, a deadlock or a serialisation failure, or once on a connection found dropped
+(a restarted server): cheaper than testing every connection as it leaves the pool. The CLI,
+migrations and tests without a loop use a synchronous psycopg engine on the same database.
 
 After a commit, the set of accounts whose event streams grew (``Tx.wake``) is handed to
 ``on_commit`` (the broker), on the event loop.
@@ -35,6 +38,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import (
+    URL,
     Connection,
     Engine,
     MetaData,
@@ -45,6 +49,8 @@ from sqlalchemy import (
     make_url,
     pool,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from directo.core import metrics
 
@@ -153,10 +159,15 @@ class Database:
             self._read_engine = _sqlite_engine(url, None)
             self._read_conn: Connection | None = None
         else:
-            # as many connections as the worker threads that use them (anyio's 40 by
-            # default): beyond the pool, overflow connections are opened and closed per use
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             self._read_engine = self.engine
+            self._pool_size = pool_size
+            # the server's engine, pooled on the first event loop that uses it (asyncpg's
+            # connections belong to one loop); any other loop (a test client's, one per
+            # request) connects anew each time
+            self._async: AsyncEngine | None = None
+            self._async_loop: asyncio.AbstractEventLoop | None = None
+            self._async_unpooled: AsyncEngine | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,6 +196,9 @@ class Database:
         if self.is_sqlite and self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
+        if not self.is_sqlite and self._async is not None:  # closed from no loop, or another
+            self._async.sync_engine.dispose(close=False)
+            self._async = None
         self.engine.dispose()
         self._read_engine.dispose()
 
@@ -204,7 +218,7 @@ class Database:
                 self._busy = True
                 loop.call_soon(self._open_gate)
             return await future
-        result, wake = await anyio.to_thread.run_sync(self._run_tx, fn, args)
+        result, wake = await self._run_tx_async(fn, args)
         self.on_commit(wake)
         return result
 
@@ -212,6 +226,60 @@ class Database:
         """The same for code without an event loop (the CLI): no group commit, no broker."""
         result, _wake = self._run_tx(fn, args)
         return result
+
+    def _async_engine(self) -> AsyncEngine:
+        """The asyncpg engine for the running loop: the pooled one, on the first loop that
+        uses it."""
+        loop = asyncio.get_running_loop()
+        if self._async is None:
+            self._async = _asyncpg_engine(self.url, self._pool_size)
+        if self._async_loop is None:
+            self._async_loop = loop
+        if loop is self._async_loop:
+            return self._async
+        if self._async_unpooled is None:
+            self._async_unpooled = create_async_engine(_asyncpg_url(self.url),
+                                                       poolclass=pool.NullPool)
+        return self._async_unpooled
+
+    @property
+    def served_dialect(self) -> Dialect:
+        """The dialect the server's statements run in (asyncpg's, on PostgreSQL)."""
+        if self.is_sqlite:
+            return self.engine.dialect
+        if self._async is None:
+            self._async = _asyncpg_engine(self.url, self._pool_size)
+        return self._async.dialect
+
+    async def aclose(self) -> None:
+        """``close``, from the loop that used the database: asyncpg's connections are closed
+        there, as they must be."""
+        if not self.is_sqlite and self._async is not None:
+            if asyncio.get_running_loop() is self._async_loop:
+                await self._async.dispose()
+            self._async = None
+        self.close()
+
+    async def _run_tx_async(self, fn: Callable[..., T],
+                            args: tuple[Any, ...]) -> tuple[T, set[str]]:
+        failed: exc.DBAPIError
+        for attempt in range(4):
+            engine = self._async_engine()
+            async with engine.connect() as conn:
+                transaction = await conn.begin()  # closing the connection rolls back the rest
+                try:
+                    done = await conn.run_sync(_in_tx, fn, args)
+                except exc.DBAPIError as error:
+                    if attempt == 3 or not _retryable(error):
+                        raise
+                    log.info("retrying a transaction after %s", type(error.orig).__name__)
+                    failed = error
+                else:
+                    # never retried: a commit that failed on the way back may have happened
+                    await transaction.commit()
+                    return done
+            await _start_afresh_if_lost(engine, failed)
+        raise AssertionError("unreachable")
 
     def _run_tx(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, set[str]]:
         attempts = 1 if self.is_sqlite else 4
@@ -336,7 +404,7 @@ class Database:
         """Run ``fn(conn, *args)`` against one consistent snapshot."""
         if self.is_sqlite:
             return self.read_sync(fn, *args)
-        return await anyio.to_thread.run_sync(self._pg_read, fn, args)
+        return await self._pg_read_async(fn, args)
 
     async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """``read`` for a function that runs exactly one statement, which is its own
@@ -344,7 +412,7 @@ class Database:
         two calls into the library)."""
         if self.is_sqlite:
             return fn(self._sqlite_reader(), *args)
-        return await anyio.to_thread.run_sync(self._pg_read, fn, args, True)
+        return await self._pg_read_async(fn, args, autocommit=True)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         if self.is_sqlite:
@@ -364,6 +432,22 @@ class Database:
         if self._read_conn is None:
             self._read_conn = self._read_engine.connect()
         return self._read_conn
+
+    async def _pg_read_async(self, fn: Callable[..., T], args: tuple[Any, ...],
+                             autocommit: bool = False) -> T:
+        for attempt in range(2):
+            engine = self._async_engine()
+            try:
+                async with engine.connect() as conn:
+                    if autocommit:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    async with conn.begin():
+                        return await conn.run_sync(_call, fn, args)
+            except exc.DBAPIError as error:
+                if attempt == 1 or not error.connection_invalidated:
+                    raise
+                await _start_afresh_if_lost(engine, error)
+        raise AssertionError("unreachable")
 
     def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...],
                  autocommit: bool = False) -> T:
@@ -399,6 +483,30 @@ def _commit(transaction: RootTransaction) -> None:
             driver.rollback()  # type: ignore[union-attr]
         transaction.rollback()
         raise
+
+
+def _in_tx(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, set[str]]:
+    tx = Tx(conn)
+    return fn(tx, *args), tx.wake
+
+
+def _call(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(conn, *args)
+
+
+async def _start_afresh_if_lost(engine: AsyncEngine, error: exc.DBAPIError) -> None:
+    """After a connection was found dropped (a restarted server), so may every other in the
+    pool: it starts afresh, as SQLAlchemy does when it sees the loss itself."""
+    if error.connection_invalidated:
+        await engine.dispose()
+
+
+def _asyncpg_engine(url: str, pool_size: int) -> AsyncEngine:
+    return create_async_engine(_asyncpg_url(url), pool_size=pool_size, max_overflow=pool_size)
+
+
+def _asyncpg_url(url: str) -> URL:
+    return make_url(url).set(drivername="postgresql+asyncpg")
 
 
 def _retryable(error: exc.DBAPIError) -> bool:

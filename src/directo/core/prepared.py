@@ -53,11 +53,18 @@ def _driver(conn: Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
-def _as_sqlalchemy(error: Exception, dialect: Dialect, sql: str, parameters: Any) -> Exception:
+def _as_sqlalchemy(error: Exception, conn: Connection, sql: str, parameters: Any) -> Exception:
     """What ``Connection.execute`` would raise (an IntegrityError, ...), so that callers and
-    the retry of a unique-key race in core/db see the same exceptions."""
+    the retries in core/db see the same exceptions. As ``Connection.execute`` would, a lost
+    connection (a restarted server) is invalidated, so that the pool drops it, and said to
+    be (``connection_invalidated``), so that the transaction is tried again."""
+    dialect = conn.dialect
+    lost = dialect.is_disconnect(error, _driver(conn), None)  # type: ignore[arg-type]
+    if lost:
+        conn.invalidate(error)
     return exc.DBAPIError.instance(sql, parameters, error, dialect.loaded_dbapi.Error,
-                                   hide_parameters=True, dialect=dialect)
+                                   hide_parameters=True, connection_invalidated=lost,
+                                   dialect=dialect)
 
 
 class Prepared:
@@ -75,18 +82,23 @@ class Prepared:
         _every.append(self)
 
     def plan_for(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect.name)
+        """Compiled once per dialect and driver (psycopg and asyncpg write parameters
+        differently)."""
+        key = f"{dialect.name}+{dialect.driver}"
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+            plan = self._plans[key] = _Plan(self.statement, dialect)
         return plan
 
     def _cursor(self, conn: Connection, values: dict[str, Any]) -> Any:
         plan = self.plan_for(conn.dialect)
         parameters = plan.parameters(values)
         try:
-            return _driver(conn).execute(plan.sql, parameters)
+            cursor = _driver(conn).cursor()  # asyncpg's adapter has no execute of its own
+            cursor.execute(plan.sql, parameters)
+            return cursor
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
+            raise _as_sqlalchemy(error, conn, plan.sql, parameters) from error
 
     def _shape(self, raw: tuple[Any, ...]) -> Any:
         if self._booleans:
@@ -113,7 +125,7 @@ class Prepared:
         try:
             _driver(conn).cursor().executemany(plan.sql, parameters)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy(error, conn.dialect, plan.sql, parameters) from error
+            raise _as_sqlalchemy(error, conn, plan.sql, parameters) from error
 
     def first(self, conn: Connection, **values: Any) -> Any:
         raw = self._cursor(conn, values).fetchone()
