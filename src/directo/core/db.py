@@ -198,7 +198,7 @@ class Database:
             self._read_conn = None
         if not self.is_sqlite and self._async is not None:  # closed from no loop, or another
             self._async.sync_engine.dispose(close=False)
-            self._async = None
+            self._async, self._async_loop = None, None
         self.engine.dispose()
         self._read_engine.dispose()
 
@@ -231,12 +231,11 @@ class Database:
         """The asyncpg engine for the running loop: the pooled one, on the first loop that
         uses it."""
         loop = asyncio.get_running_loop()
-        if self._async is None:
-            self._async = _asyncpg_engine(self.url, self._pool_size)
+        pooled = self._pooled()
         if self._async_loop is None:
             self._async_loop = loop
         if loop is self._async_loop:
-            return self._async
+            return pooled
         if self._async_unpooled is None:
             self._async_unpooled = create_async_engine(_asyncpg_url(self.url),
                                                        poolclass=pool.NullPool)
@@ -245,11 +244,13 @@ class Database:
     @property
     def served_dialect(self) -> Dialect:
         """The dialect the server's statements run in (asyncpg's, on PostgreSQL)."""
-        if self.is_sqlite:
-            return self.engine.dialect
+        return self.engine.dialect if self.is_sqlite else self._pooled().dialect
+
+    def _pooled(self) -> AsyncEngine:
         if self._async is None:
-            self._async = _asyncpg_engine(self.url, self._pool_size)
-        return self._async.dialect
+            self._async = create_async_engine(_asyncpg_url(self.url), pool_size=self._pool_size,
+                                              max_overflow=self._pool_size)
+        return self._async
 
     async def aclose(self) -> None:
         """``close``, from the loop that used the database: asyncpg's connections are closed
@@ -257,7 +258,7 @@ class Database:
         if not self.is_sqlite and self._async is not None:
             if asyncio.get_running_loop() is self._async_loop:
                 await self._async.dispose()
-            self._async = None
+            self._async, self._async_loop = None, None
         self.close()
 
     async def _run_tx_async(self, fn: Callable[..., T],
@@ -499,10 +500,6 @@ async def _start_afresh_if_lost(engine: AsyncEngine, error: exc.DBAPIError) -> N
     pool: it starts afresh, as SQLAlchemy does when it sees the loss itself."""
     if error.connection_invalidated:
         await engine.dispose()
-
-
-def _asyncpg_engine(url: str, pool_size: int) -> AsyncEngine:
-    return create_async_engine(_asyncpg_url(url), pool_size=pool_size, max_overflow=pool_size)
 
 
 def _asyncpg_url(url: str) -> URL:
