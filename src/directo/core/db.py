@@ -450,13 +450,11 @@ class Database:
                 await _start_afresh_if_lost(engine, error)
         raise AssertionError("unreachable")
 
-    def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...],
-                 autocommit: bool = False) -> T:
+    def _pg_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """``read_sync`` on PostgreSQL: the CLI's, on the synchronous engine."""
         for attempt in range(2):
             try:
                 with self.engine.connect() as conn:
-                    if autocommit:
-                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                     with conn.begin():
                         return fn(conn, *args)
             except exc.DBAPIError as error:
