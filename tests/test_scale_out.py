@@ -553,6 +553,31 @@ async def test_metrics_of_workers_count_every_worker(server_factory, people) -> 
         assert metric(text_, "directo_gc_frozen_objects") > 50_000
 
 
+async def test_a_supervisor_killed_with_kill_9_takes_its_workers_with_it(server_factory,
+                                                                         people) -> None:
+    """Workers left running by a dead supervisor would hold the port with no hub and nobody
+    to restart them, and a new ``directo serve`` on that port would share it with them."""
+    server = server_factory(DIRECTO_WORKERS="2")
+    workers = worker_pids(server)
+    assert len(workers) == 2
+    server.kill()
+    deadline = time.monotonic() + WAIT
+    while any(Path(f"/proc/{pid}").exists() and b"spawn_main" in _cmdline(pid)
+              for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        await asyncio.sleep(0.05)
+    server.start()  # the same port, served afresh
+    ana = await people.signup(server, "ana")
+    assert (await ana.me())["handle"] == handle_of(ana)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
 def test_workers_refuse_a_port_another_program_holds(tmp_path: Path, master_key: str) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

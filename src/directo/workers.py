@@ -12,6 +12,7 @@ stops them all gracefully. It also gives them a directory for their metrics
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ log = logging.getLogger("directo.workers")
 RESTART_PAUSE_MIN_SECONDS, RESTART_PAUSE_MAX_SECONDS = 0.5, 10.0
 YOUNG_SECONDS = 10.0  # a worker that dies younger than this is restarted after a longer pause
 STOP_GRACE_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class PortTaken(Exception):
@@ -53,7 +55,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _serve_one(app: str, options: dict[str, Any]) -> None:
-    """A worker: its own socket on the shared port, and uvicorn serving ``app`` on it."""
+    """A worker: its own socket on the shared port, and uvicorn serving ``app`` on it. It is
+    killed with its supervisor (``PR_SET_PDEATHSIG``), so that a supervisor killed with
+    ``kill -9`` leaves no worker holding the port."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the supervisor died before that took effect
+        return
     sock = listening_socket(options["host"], options["port"])
     uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
 
