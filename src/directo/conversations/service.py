@@ -383,11 +383,10 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
             reply_to_id=reply_to, created_at=now,
             body=app.keyring.seal(conversation.key_id, conversation.wrapped_key, text,
                                   message_id))
-        store.record_sent(
-            conn, conversation_id, access.side, seq, message_id, now,
+        store.record_message(
+            conn, conversation_id, access.side,
+            "request" if delivery == "request" else "accepted", seq, message_id, now,
             sent_while_pending=me.sent_while_pending + 1 if delivery == "request" else 0)
-        store.record_received(conn, conversation_id, peer.account_id,
-                              "request" if delivery == "request" else "accepted", message_id, now)
         data = {"conversation_id": conversation_id, "message_id": message_id}
         peer_audience = audience_of(conn, peer)
         events: list[event_store.Entry] = [

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -195,32 +196,31 @@ _TAKE_SEQ = Prepared(update(conversations).where(conversations.c.id == bindparam
                      .returning(*conversations.c))
 
 
-def _participant_update(**values: Any) -> Prepared:
-    return Prepared(update(participants).where(
-        participants.c.conversation_id == bindparam("conversation_id"),
-        participants.c.account_id == bindparam("account_id")).values(**values))
+def _for_sender(sender: Any, otherwise: Any) -> Any:
+    return case((participants.c.account_id == bindparam("sender_id"), sender), else_=otherwise)
 
 
-_RECORD_SENT = _participant_update(
-    state="accepted", unread=0, last_read_seq=bindparam("seq"),
-    last_read_message_id=bindparam("message_id"), last_message_id=bindparam("message_id"),
-    sort_at=bindparam("at"), sent_while_pending=bindparam("sent_while_pending"))
-_RECORD_RECEIVED = _participant_update(
-    state=bindparam("state"), unread=participants.c.unread + 1,
-    last_message_id=bindparam("message_id"), sort_at=bindparam("at"))
+# Both sides after a send, in one statement: the sender has read everything up to its own
+# message; the recipient has one more unread, in the state the send's rules decided.
+_RECORD_MESSAGE = Prepared(update(participants).where(
+    participants.c.conversation_id == bindparam("conversation_id")).values(
+    state=_for_sender("accepted", bindparam("recipient_state")),
+    unread=_for_sender(0, participants.c.unread + 1),
+    last_read_seq=_for_sender(bindparam("seq"), participants.c.last_read_seq),
+    last_read_message_id=_for_sender(bindparam("message_id"),
+                                     participants.c.last_read_message_id),
+    sent_while_pending=_for_sender(bindparam("sent_while_pending"),
+                                   participants.c.sent_while_pending),
+    last_message_id=bindparam("message_id"), sort_at=bindparam("at")))
 
 
-def record_sent(conn: Connection, conversation_id: str, sender_id: str, seq: int,
-                message_id: str, at: str, sent_while_pending: int) -> None:
-    """The sender's side after a send: it has read everything up to its own message."""
-    _RECORD_SENT.run(conn, conversation_id=conversation_id, account_id=sender_id, seq=seq,
-                     message_id=message_id, at=at, sent_while_pending=sent_while_pending)
-
-
-def record_received(conn: Connection, conversation_id: str, recipient_id: str, state: str,
-                    message_id: str, at: str) -> None:
-    _RECORD_RECEIVED.run(conn, conversation_id=conversation_id, account_id=recipient_id,
-                         state=state, message_id=message_id, at=at)
+def record_message(conn: Connection, conversation_id: str, sender_id: str,
+                   recipient_state: str, seq: int, message_id: str, at: str,
+                   sent_while_pending: int) -> None:
+    """Both participants after a message from ``sender_id``."""
+    _RECORD_MESSAGE.run(conn, conversation_id=conversation_id, sender_id=sender_id,
+                        recipient_state=recipient_state, seq=seq, message_id=message_id,
+                        at=at, sent_while_pending=sent_while_pending)
 
 
 def take_seq(conn: Connection, conversation_id: str) -> Row | None:
