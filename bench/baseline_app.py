@@ -100,4 +100,5 @@ if __name__ == "__main__":  # with several workers: as ``directo serve --workers
     args = parser.parse_args()
     supervisor.run("bench.baseline_app:app", {
         "host": args.host, "port": args.port, "access_log": False, "log_level": "warning",
-        "ws_max_size": 64 * 1024, "server_header": False}, args.workers)
+        "ws_max_size": 64 * 1024, "server_header": False}, args.workers,
+        hang_seconds=30.0)  # directo serve's default

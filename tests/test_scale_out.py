@@ -578,6 +578,27 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+async def test_a_worker_whose_loop_stands_still_is_replaced(server_factory, people) -> None:
+    """A stopped process stands in for a hung event loop: it holds its connections and its
+    share of the port, and answers nothing."""
+    server = server_factory(DIRECTO_WORKERS="2", DIRECTO_WORKER_HANG_SECONDS="2")
+    ana, ben = await people.signup(server, "ana"), await people.signup(server, "ben")
+    conversation = await befriend(ana, ben)
+    assert ana.token is not None
+    hung = worker_pids(server)[0]
+    os.kill(hung, signal.SIGSTOP)
+    deadline = time.monotonic() + WAIT
+    while hung in worker_pids(server) or len(worker_pids(server)) < 2:
+        assert time.monotonic() < deadline, "the hung worker was never replaced"
+        await asyncio.sleep(0.1)
+    assert f"worker {hung} has not run its event loop" in server.log()
+    for number in range(10):  # new connections, to either worker
+        await send_until_acknowledged(server, ana.token, conversation, f"after {number}")
+    async with AsyncDirecto(server.url, token=ben.token) as fresh_connection:
+        texts = [m["text"] for m in (await fresh_connection.messages(conversation))["items"]]
+    assert texts[-10:] == [f"after {number}" for number in range(10)]
+
+
 def test_workers_refuse_a_port_another_program_holds(tmp_path: Path, master_key: str) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

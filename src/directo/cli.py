@@ -86,7 +86,8 @@ def _serve(settings: Settings, workers: int) -> None:
         hub = HubThread().start()
         os.environ["DIRECTO_HUB_SOCKET"] = str(hub.path)  # the workers' settings read it
     try:
-        supervisor.run("directo.app:create_asgi", {**options, "factory": True}, workers)
+        supervisor.run("directo.app:create_asgi", {**options, "factory": True}, workers,
+                       settings.worker_hang_seconds)
     except supervisor.PortTaken as error:
         errors.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     hub_socket: Path | None = Field(
         default=None, description="set by `directo serve --workers N` (without a broker_url) "
         "for its workers: the Unix socket of the hub they share (core/hub.py)")
+    worker_hang_seconds: float = Field(
+        default=30.0, ge=1, description="with `directo serve --workers N`: a worker whose "
+        "event loop has not run for this long is killed and replaced")
     master_key: str | None = Field(default=None, description="base64url, 32 bytes")
     previous_master_keys: str | None = Field(
         default=None, description="comma-separated older master keys, kept during rotation"

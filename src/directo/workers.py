@@ -5,13 +5,15 @@ them.
 uvicorn's own ``--workers`` shares one listening socket among its workers, and whichever
 accepts first takes a whole burst of connections: in the benchmarks, all 20 load connections
 landed on one worker and the other stood idle. The supervisor here starts the workers, starts
-again one that dies (after a growing pause if it keeps dying young) and, on SIGTERM or SIGINT,
+again one that dies (after a growing pause if it keeps dying young), kills and replaces one
+whose event loop stopped running (a heartbeat in shared memory) and, on SIGTERM or SIGINT,
 stops them all gracefully. It also gives them a directory for their metrics
 (``PROMETHEUS_MULTIPROC_DIR``, see core/metrics.py), so that ``/metrics`` counts them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import multiprocessing
@@ -33,6 +35,8 @@ log = logging.getLogger("directo.workers")
 RESTART_PAUSE_MIN_SECONDS, RESTART_PAUSE_MAX_SECONDS = 0.5, 10.0
 YOUNG_SECONDS = 10.0  # a worker that dies younger than this is restarted after a longer pause
 STOP_GRACE_SECONDS = 15.0
+BEAT_SECONDS = 1.0  # how often a worker's event loop says it runs
+START_GRACE_SECONDS = 60.0  # how long a new worker may take to begin serving
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -54,7 +58,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_one(app: str, options: dict[str, Any]) -> None:
+def _serve_one(app: str, options: dict[str, Any], beat: Any) -> None:
     """A worker: its own socket on the shared port, and uvicorn serving ``app`` on it. It is
     killed with its supervisor (``PR_SET_PDEATHSIG``), so that a supervisor killed with
     ``kill -9`` leaves no worker holding the port."""
@@ -62,20 +66,43 @@ def _serve_one(app: str, options: dict[str, Any]) -> None:
     if os.getppid() == 1:  # the supervisor died before that took effect
         return
     sock = listening_socket(options["host"], options["port"])
-    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    _BeatingServer(uvicorn.Config(app, **options), beat).run(sockets=[sock])
+
+
+class _BeatingServer(uvicorn.Server):
+    """uvicorn, and a task on its event loop that writes the time to ``beat`` every
+    BEAT_SECONDS: a loop that stands still stops writing it."""
+
+    def __init__(self, config: uvicorn.Config, beat: Any) -> None:
+        super().__init__(config)
+        self._beat = beat
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        beating = asyncio.create_task(self._beat_forever())
+        try:
+            await super().serve(sockets)
+        finally:
+            beating.cancel()
+
+    async def _beat_forever(self) -> None:
+        while True:
+            self._beat.value = time.monotonic()  # CLOCK_MONOTONIC: one clock for all processes
+            await asyncio.sleep(BEAT_SECONDS)
 
 
 @dataclass
 class _Slot:
     process: BaseProcess | None = None
+    beat: Any = None  # the worker's last heartbeat (time.monotonic()), in shared memory
     started: float = 0.0
     pause: float = RESTART_PAUSE_MIN_SECONDS
     restart_at: float = 0.0
 
 
-def run(app: str, options: dict[str, Any], workers: int) -> None:
+def run(app: str, options: dict[str, Any], workers: int, hang_seconds: float) -> None:
     """Serve ``app`` (an import string, as uvicorn takes it) with ``workers`` processes
-    until SIGTERM or SIGINT. ``options``: uvicorn's, ``host`` and ``port`` included."""
+    until SIGTERM or SIGINT. ``options``: uvicorn's, ``host`` and ``port`` included. A
+    worker whose event loop has not run for ``hang_seconds`` is killed and replaced."""
     # Bound, never listening: it checks the port is free for us now, and keeps another
     # user's program from taking it while workers restart. Only listening sockets are given
     # connections.
@@ -97,6 +124,7 @@ def run(app: str, options: dict[str, Any], workers: int) -> None:
         while not stopping:
             now = time.monotonic()
             for slot in slots:
+                _kill_if_hung(slot, now, hang_seconds)
                 _tend(slot, spawn, app, options, now)
             time.sleep(0.2)
     finally:
@@ -106,6 +134,25 @@ def run(app: str, options: dict[str, Any], workers: int) -> None:
         claim.close()
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _kill_if_hung(slot: _Slot, now: float, hang_seconds: float) -> None:
+    """SIGKILL to a worker whose loop stood still for ``hang_seconds`` (or that has not
+    begun serving START_GRACE_SECONDS after it started): it answers nobody, and its clients
+    reconnect to the others and to its replacement."""
+    process = slot.process
+    if process is None or not process.is_alive():
+        return
+    beat = slot.beat.value
+    if beat == 0.0:
+        silent, limit = now - slot.started, max(hang_seconds, START_GRACE_SECONDS)
+    else:
+        silent, limit = now - beat, hang_seconds
+    if silent > limit:
+        log.error("worker %s has not run its event loop for %.0f s; killing it", process.pid,
+                  silent)
+        process.kill()
+        process.join()
 
 
 def _tend(slot: _Slot, spawn: Any, app: str, options: dict[str, Any], now: float) -> None:
@@ -124,7 +171,8 @@ def _tend(slot: _Slot, spawn: Any, app: str, options: dict[str, Any], now: float
                     process.exitcode, f" in {slot.pause:.1f} s" if young else "")
         slot.process = None
     if now >= slot.restart_at:
-        slot.process = spawn.Process(target=_serve_one, args=(app, options),
+        slot.beat = spawn.Value("d", 0.0, lock=False)
+        slot.process = spawn.Process(target=_serve_one, args=(app, options, slot.beat),
                                      name="directo-worker")
         slot.process.start()
         slot.started = now
