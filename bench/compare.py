@@ -1,13 +1,16 @@
 """Compare the send path of this checkout with another revision's, side by side.
 
     .venv/bin/python -m bench.compare REV [--rounds 10] [--seconds 2] [--senders 20]
+                                          [--backend postgres]
 
 One ``directo serve`` runs this checkout, another runs REV (checked out with ``git worktree``
 into a temporary directory), each on a database of its own seeded alike. The same
 closed-loop send load goes to each in turn, in short windows, alternating which goes first:
 both see the same drift of this shared machine, which a run now and a run in ten minutes
 would not. Prints each one's server CPU per send and throughput, and the ratio. REV must
-have the same schema as this checkout (the seeding is this checkout's)."""
+have the same schema as this checkout (the seeding is this checkout's). With ``--backend
+postgres`` each side has a PostgreSQL database of its own, one process, and the Redis
+broker when it is reachable."""
 
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ from bench.server import HOST, ROOT, Deployment
 
 
 async def compare(revision: str, source: Path, rounds: int, seconds: float,
-                  senders: int) -> dict[str, tuple[float, float]]:
+                  senders: int, backend: str) -> dict[str, tuple[float, float]]:
     """Per side: (server CPU µs per send, msg/s) over all its windows."""
     workdir = Path(tempfile.mkdtemp(prefix="directo-compare-"))
-    sides = {revision: Deployment.prepare("sqlite", workdir / "other", source=source),
-             "this checkout": Deployment.prepare("sqlite", workdir / "this")}
+    sides = {revision: Deployment.prepare(backend, workdir / "other", source=source),
+             "this checkout": Deployment.prepare(backend, workdir / "this")}
     pairs: dict[str, Pairs] = {}
     cpu_us = dict.fromkeys(sides, 0.0)
     sent = dict.fromkeys(sides, 0)
@@ -67,18 +70,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=2.0, help="per window")
     parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     checkout = Path(tempfile.mkdtemp(prefix="directo-rev-")) / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout),
                     args.revision], cwd=ROOT, check=True)
     try:
         figures = uvloop.run(compare(args.revision, checkout, args.rounds, args.seconds,
-                                     args.senders))
+                                     args.senders, args.backend))
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
                        check=True)
-    table = Table(title=f"send, {args.senders} senders, {args.rounds} alternating windows "
-                        f"of {args.seconds:g} s each")
+    table = Table(title=f"send on {args.backend}, {args.senders} senders, {args.rounds} "
+                        f"alternating windows of {args.seconds:g} s each")
     for column in ("code", "server CPU per send", "msg/s"):
         table.add_column(column, justify="left" if column == "code" else "right")
     for name, (cpu, rate) in figures.items():
