@@ -29,6 +29,7 @@ from bench.load import (
 from bench.seed import TEXT, Seeder, seed_pairs
 from bench.send import message_request
 from bench.server import HOST, ROOT, Deployment, ServerProcess, _rss_kib, start_baseline
+from tests.conftest import need, postgres_available
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +143,19 @@ def test_cli_refuses_unknown_benchmarks() -> None:
         parse(["sned"])
 
 
-async def test_compare_measures_both_sides_each_from_its_own_source(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_compare_measures_both_sides_each_from_its_own_source(tmp_path: Path,
+                                                                     backend: str) -> None:
+    if backend == "postgres":
+        need(postgres_available(), "PostgreSQL is not reachable at 127.0.0.1:5432")
     checkout = tmp_path / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), "HEAD"],
                    cwd=ROOT, check=True)
     try:
         assert Deployment.prepare("sqlite", tmp_path / "probe", source=checkout).env[
             "PYTHONPATH"] == str(checkout / "src")
-        figures = await compare("HEAD", checkout, rounds=2, seconds=0.3, senders=2)
+        figures = await compare("HEAD", checkout, rounds=2, seconds=0.3, senders=2,
+                                backend=backend)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
                        check=True)
