@@ -470,12 +470,16 @@ def worker_pids(server: Server) -> list[int]:
     tracker."""
     assert server.process is not None
     pid = server.process.pid
-    workers = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        with contextlib.suppress(FileNotFoundError):  # gone since the list was read
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                workers.append(int(child))
-    return workers
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if b"spawn_main" in _cmdline(int(child))]
+
+
+def _cmdline(pid: int) -> bytes:
+    """The command line of ``pid``; empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 async def test_serve_with_workers_shares_the_work(server_factory, topology: Topology, people,
@@ -562,20 +566,12 @@ async def test_a_supervisor_killed_with_kill_9_takes_its_workers_with_it(server_
     assert len(workers) == 2
     server.kill()
     deadline = time.monotonic() + WAIT
-    while any(Path(f"/proc/{pid}").exists() and b"spawn_main" in _cmdline(pid)
-              for pid in workers):
+    while any(b"spawn_main" in _cmdline(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its supervisor"
         await asyncio.sleep(0.05)
     server.start()  # the same port, served afresh
     ana = await people.signup(server, "ana")
     assert (await ana.me())["handle"] == handle_of(ana)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return b""
 
 
 async def test_a_worker_whose_loop_stands_still_is_replaced(server_factory, people) -> None:
