@@ -30,6 +30,8 @@ from typing import Any
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
 
+from directo.core.systemd import Notifier
+
 log = logging.getLogger("directo.workers")
 
 RESTART_PAUSE_MIN_SECONDS, RESTART_PAUSE_MAX_SECONDS = 0.5, 10.0
@@ -107,6 +109,7 @@ def run(app: str, options: dict[str, Any], workers: int, hang_seconds: float) ->
     # user's program from taking it while workers restart. Only listening sockets are given
     # connections.
     claim = listening_socket(options["host"], options["port"])
+    systemd = Notifier.from_environment(keep_to_this_process=True)
     metrics_dir = tempfile.mkdtemp(prefix="directo-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each worker as it starts
     spawn = multiprocessing.get_context("spawn")
@@ -120,13 +123,21 @@ def run(app: str, options: dict[str, Any], workers: int, hang_seconds: float) ->
     slots = [_Slot() for _ in range(workers)]
     log.info("%d workers serving http://%s:%d (supervisor %d; Ctrl+C to stop)", workers,
              options["host"], options["port"], os.getpid())
+    ready, fed = False, 0.0
     try:
         while not stopping:
             now = time.monotonic()
             for slot in slots:
                 _kill_if_hung(slot, now, hang_seconds)
                 _tend(slot, spawn, app, options, now)
+            if not ready and all(slot.beat.value for slot in slots):
+                ready = True  # every worker's loop runs
+                systemd.notify("READY=1")
+            if systemd.watchdog_seconds is not None and now - fed >= systemd.watchdog_seconds:
+                fed = now
+                systemd.notify("WATCHDOG=1")
             time.sleep(0.2)
+        systemd.notify("STOPPING=1")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
