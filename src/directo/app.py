@@ -32,7 +32,6 @@ from directo.core.http import (
     install_api_docs,
     install_error_handlers,
 )
-from directo.core.systemd import Notifier
 
 log = logging.getLogger("directo")
 
@@ -167,17 +166,13 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await app.start()
-        systemd = Notifier.from_environment() if app.owns_process else Notifier(None, None)
         if app.owns_process:  # before the freeze, so that what the walk builds is frozen too
             await _walk_routes(api)
             metrics.time_gc_pauses()
             _tune_garbage_collector()
-            app._tasks.append(asyncio.create_task(systemd.feed_watchdog_forever()))
-            systemd.notify("READY=1")
         try:
             yield
         finally:
-            systemd.notify("STOPPING=1")
             await app.stop()
 
     api = FastAPI(title="Directo", version=__version__, description=API_DESCRIPTION,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -74,10 +73,11 @@ def _serve(settings: Settings, workers: int) -> None:
         "log_level": settings.log_level, "log_config": logs.uvicorn_log_config(),
         "ws_max_size": 64 * 1024, "timeout_graceful_shutdown": 5,
         "server_header": False}  # no "server: uvicorn": nothing to tell a scanner
-    if workers == 1:
-        uvicorn.run("directo.app:create_asgi", factory=True, **options)
-        return
     from directo import workers as supervisor
+
+    if workers == 1:
+        supervisor.serve("directo.app:create_asgi", {**options, "factory": True})
+        return
 
     hub = None
     if not settings.broker_url:  # the workers share a hub instead of Redis

@@ -1,6 +1,7 @@
-"""``directo serve --workers N``: N worker processes on one port, each listening through a
-socket of its own (``SO_REUSEPORT``), so that the kernel spreads new connections evenly over
-them.
+"""How ``directo serve`` runs uvicorn: in one process (``serve``), or with ``--workers N`` as N
+worker processes on one port, each listening through a socket of its own (``SO_REUSEPORT``),
+so that the kernel spreads new connections evenly over them. Either way systemd is told when
+the service is ready and, from an event loop, that it still runs (core/systemd.py).
 
 uvicorn's own ``--workers`` shares one listening socket among its workers, and whichever
 accepts first takes a whole burst of connections: in the benchmarks, all 20 load connections
@@ -40,6 +41,7 @@ STOP_GRACE_SECONDS = 15.0
 BEAT_SECONDS = 1.0  # how often a worker's event loop says it runs
 START_GRACE_SECONDS = 60.0  # how long a new worker may take to begin serving
 PR_SET_PDEATHSIG = 1  # prctl(2)
+STARTUP_FAILURE = 3  # uvicorn's exit code when it could not start
 
 
 class PortTaken(Exception):
@@ -68,23 +70,47 @@ def _serve_one(app: str, options: dict[str, Any], beat: Any) -> None:
     if os.getppid() == 1:  # the supervisor died before that took effect
         return
     sock = listening_socket(options["host"], options["port"])
-    _BeatingServer(uvicorn.Config(app, **options), beat).run(sockets=[sock])
+    _Server(uvicorn.Config(app, **options), beat).run(sockets=[sock])
 
 
-class _BeatingServer(uvicorn.Server):
-    """uvicorn, and a task on its event loop that writes the time to ``beat`` every
-    BEAT_SECONDS: a loop that stands still stops writing it."""
+def serve(app: str, options: dict[str, Any]) -> None:
+    """``directo serve`` in one process: uvicorn serving ``app`` here, and systemd told how
+    it does, as the supervisor tells it for N workers."""
+    server = _Server(uvicorn.Config(app, **options), beat=None)
+    server.run()
+    if not server.started:  # the port was taken, say: uvicorn logged why
+        raise SystemExit(STARTUP_FAILURE)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, and on its event loop: ``READY=1``, ``WATCHDOG=1`` and ``STOPPING=1`` for
+    systemd when it listens (core/systemd.py; nothing in a worker, whose supervisor speaks
+    for it), and the time written to ``beat`` every BEAT_SECONDS for the supervisor. A loop
+    that stands still stops feeding both."""
 
     def __init__(self, config: uvicorn.Config, beat: Any) -> None:
         super().__init__(config)
         self._beat = beat
+        self._systemd = Notifier.from_environment()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        beating = asyncio.create_task(self._beat_forever())
+        tasks = [asyncio.create_task(self._systemd.feed_watchdog_forever())]
+        if self._beat is not None:
+            tasks.append(asyncio.create_task(self._beat_forever()))
         try:
             await super().serve(sockets)
         finally:
-            beating.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # listening: connections are answered from now on
+            self._systemd.notify("READY=1")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._systemd.notify("STOPPING=1")
+        await super().shutdown(sockets)
 
     async def _beat_forever(self) -> None:
         while True:
