@@ -92,6 +92,7 @@ if __name__ == "__main__":  # with several workers: as ``directo serve --workers
     import argparse
 
     from directo import workers as supervisor
+    from directo.config import Settings
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -101,4 +102,4 @@ if __name__ == "__main__":  # with several workers: as ``directo serve --workers
     supervisor.run("bench.baseline_app:app", {
         "host": args.host, "port": args.port, "access_log": False, "log_level": "warning",
         "ws_max_size": 64 * 1024, "server_header": False}, args.workers,
-        hang_seconds=30.0)  # directo serve's default
+        hang_seconds=Settings.model_fields["worker_hang_seconds"].default)

@@ -60,6 +60,7 @@ metadata = MetaData()
 log = logging.getLogger("directo.db")
 
 GROUP_COMMIT_MAX = 512
+PG_TX_ATTEMPTS = 4  # a PostgreSQL transaction, tried again on a race or a dropped connection
 
 
 class Tx:
@@ -264,14 +265,14 @@ class Database:
     async def _run_tx_async(self, fn: Callable[..., T],
                             args: tuple[Any, ...]) -> tuple[T, set[str]]:
         failed: exc.DBAPIError
-        for attempt in range(4):
+        for attempt in range(PG_TX_ATTEMPTS):
             engine = self._async_engine()
             async with engine.connect() as conn:
                 transaction = await conn.begin()  # closing the connection rolls back the rest
                 try:
                     done = await conn.run_sync(_in_tx, fn, args)
                 except exc.DBAPIError as error:
-                    if attempt == 3 or not _retryable(error):
+                    if attempt + 1 == PG_TX_ATTEMPTS or not _retryable(error):
                         raise
                     log.info("retrying a transaction after %s", type(error.orig).__name__)
                     failed = error
@@ -283,7 +284,7 @@ class Database:
         raise AssertionError("unreachable")
 
     def _run_tx(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, set[str]]:
-        attempts = 1 if self.is_sqlite else 4
+        attempts = 1 if self.is_sqlite else PG_TX_ATTEMPTS
         for attempt in range(attempts):
             with self.engine.connect() as conn:
                 tx = Tx(conn)

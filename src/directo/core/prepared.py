@@ -47,9 +47,9 @@ class _Plan:
 
 
 def _driver(conn: Connection) -> Any:
-    """The driver's own connection under ``conn``: for the synchronous drivers Directo uses
-    (sqlite3, psycopg) the DBAPI connection is it, one attribute away instead of the two
-    properties of ``driver_connection``."""
+    """The DBAPI connection under ``conn``, one attribute away instead of the two properties
+    of ``driver_connection``: sqlite3's or psycopg's own connection, or SQLAlchemy's adapter
+    around asyncpg's (which runs each statement on the event loop)."""
     return conn.connection.dbapi_connection
 
 
