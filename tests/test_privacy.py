@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from directo.accounts.cookies import SESSION_COOKIE
 from directo.app import App
 from directo.client import AsyncDirecto
+from directo.core.http import HotRoutes
 from directo.events.service import encode_cursor
 from tests.conftest import PASSWORD
 from tests.helpers import Signup, database_snapshot
@@ -148,8 +149,15 @@ def app_routes(api: FastAPI) -> set[tuple[str, str]]:
     return found
 
 
+def hot_sockets(served: Any) -> set[tuple[str, str]]:
+    """The WebSocket endpoints served in front of FastAPI (core/http.HotRoutes)."""
+    while not isinstance(served, HotRoutes):
+        served = served.app
+    return {("WEBSOCKET", path) for path in served.sockets}
+
+
 def test_every_route_has_a_probe(app) -> None:
-    routes = app_routes(app.api)
+    routes = app_routes(app.api) | hot_sockets(app.asgi())
     assert routes - PROBES.keys() == set(), "add a privacy probe for these routes"
     assert PROBES.keys() - routes == set(), "these probes are for routes that no longer exist"
 

@@ -153,11 +153,13 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     Directo's own middleware runs in front of FastAPI's, not inside it: the send route's hot
     path is answered before FastAPI's own layers (its error handler, body limit and
     telemetry, which reads its settings on every request), which cost about 6 % of a send's
-    CPU (docs/performance.md). Every other request goes on through them as before."""
+    CPU, and so is the event stream, which would keep them all alive for as long as it is
+    open (docs/performance.md). Every other request goes on through them as before."""
     from directo.accounts.api import router as accounts_router
     from directo.brands.api import router as brands_router
     from directo.conversations.api import hot_routes as conversations_hot_routes
     from directo.conversations.api import router as conversations_router
+    from directo.events.api import hot_sockets as events_hot_sockets
     from directo.events.api import router as events_router
     from directo.presence.api import router as presence_router
     from directo.web import install as install_web_app
@@ -199,7 +201,8 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     hot_routes = [(route, hot[route.endpoint]) for route in conversations_router.routes
                   if isinstance(route, APIRoute) and route.endpoint in hot]
     assert len(hot_routes) == len(hot), "every hot handler names a route of its router"
-    served = AccessLog(BodyLimit(SecurityHeaders(HotRoutes(api, hot_routes)),
+    served = AccessLog(BodyLimit(SecurityHeaders(HotRoutes(api, hot_routes,
+                                                           events_hot_sockets(app))),
                                  limit=app.settings.max_body_bytes))
     return api, served
 

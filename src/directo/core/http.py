@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from directo.core import metrics
 from directo.core.errors import DirectoError, error_body
@@ -88,6 +89,7 @@ def unexpected_error_response(error: Exception) -> Response:
 
 
 HotHandler = Callable[[dict[str, str], Headers, bytes], Awaitable[Response | None]]
+HotSocket = Callable[[WebSocket], Awaitable[None]]
 
 
 class HotRoutes:
@@ -102,11 +104,18 @@ class HotRoutes:
     answers it (with the standard validation error, say). A ``DirectoError`` becomes the
     same error answer as on the FastAPI route, and so does an error nobody expected.
     Installed inside the body limit, access log and security headers, which see hot and
-    ordinary requests alike, and in front of FastAPI's own middleware (see ``app.py``)."""
+    ordinary requests alike, and in front of FastAPI's own middleware (see ``app.py``).
 
-    def __init__(self, app: ASGIApp, routes: list[tuple[APIRoute, HotHandler]]) -> None:
+    ``sockets`` are WebSocket endpoints by exact path, served here whole. A WebSocket has
+    no validation error to fall back on, and an open socket keeps every layer it passed
+    through suspended for its whole life: past FastAPI's router each idle stream held some
+    twenty more objects for the garbage collector to walk (docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp, routes: list[tuple[APIRoute, HotHandler]],
+                 sockets: dict[str, HotSocket]) -> None:
         self.app = app
         self.routes = routes
+        self.sockets = sockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -117,6 +126,11 @@ class HotRoutes:
                         await self._serve(route, handler, found.groupdict(), scope, receive,
                                           send)
                         return
+        elif scope["type"] == "websocket":
+            socket = self.sockets.get(scope["path"])
+            if socket is not None:
+                await socket(WebSocket(scope, receive, send))
+                return
         await self.app(scope, receive, send)
 
     async def _serve(self, route: APIRoute, handler: HotHandler, params: dict[str, str],

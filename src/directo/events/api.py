@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -13,12 +14,13 @@ from starlette.websockets import WebSocketState
 
 from directo.accounts import cookies
 from directo.accounts import service as accounts
-from directo.accounts.api import AppDep, Me, get_app
+from directo.accounts.api import AppDep, Me
+from directo.app import App
 from directo.conversations import service as conversations
 from directo.core import metrics
 from directo.core.broker import Subscription
 from directo.core.errors import DirectoError
-from directo.core.http import errors
+from directo.core.http import HotSocket, errors
 from directo.events import service
 from directo.events.schemas import EventPage
 from directo.presence import service as presence
@@ -39,11 +41,19 @@ async def poll(
     return EventPage.model_validate({"events": events, "cursor": service.encode_cursor(seq)})
 
 
-@router.websocket("/stream")
-async def stream(websocket: WebSocket, after: str | None = None) -> None:
-    """Push every event after ``after``, then live ones. Frames are the same JSON objects as
-    in ``GET /events``; control frames are ``ready`` and ``resync_required``."""
-    app = get_app(websocket)  # type: ignore[arg-type]
+STREAM_PATH = "/api/v1/stream"
+
+
+def hot_sockets(app: App) -> dict[str, HotSocket]:
+    """The event stream, served by ``core/http.HotRoutes`` rather than FastAPI's router."""
+    return {STREAM_PATH: functools.partial(stream, app)}
+
+
+async def stream(app: App, websocket: WebSocket) -> None:
+    """``GET /api/v1/stream`` (WebSocket): push every event after the query's ``after``
+    cursor, then live ones. Frames are the same JSON objects as in ``GET /events``; control
+    frames are ``ready`` and ``resync_required``."""
+    after = websocket.query_params.get("after")
     token = websocket.query_params.get("token")
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
