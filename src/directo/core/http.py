@@ -108,8 +108,9 @@ class HotRoutes:
 
     ``sockets`` are WebSocket endpoints by exact path, served here whole. A WebSocket has
     no validation error to fall back on, and an open socket keeps every layer it passed
-    through suspended for its whole life: past FastAPI's router each idle stream held some
-    twenty more objects for the garbage collector to walk (docs/performance.md)."""
+    through suspended for its whole life: through FastAPI's router an idle stream held 180
+    objects for the garbage collector to walk instead of 112, and 41 KiB instead of 28
+    (docs/performance.md)."""
 
     def __init__(self, app: ASGIApp, routes: list[tuple[APIRoute, HotHandler]],
                  sockets: dict[str, HotSocket]) -> None:

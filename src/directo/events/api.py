@@ -41,7 +41,7 @@ async def poll(
     return EventPage.model_validate({"events": events, "cursor": service.encode_cursor(seq)})
 
 
-STREAM_PATH = "/api/v1/stream"
+STREAM_PATH = router.prefix + "/stream"
 
 
 def hot_sockets(app: App) -> dict[str, HotSocket]:
