@@ -8,7 +8,8 @@ work, the ceiling every Directo figure is divided by.
   then forwards what ``POST /push`` publishes on its ``channel`` (the delivery path), until
   the client leaves.
 
-Served by ``uvicorn bench.baseline_app:app`` from the repository root.
+Served by ``python -m bench.baseline_app --port P [--workers N]`` from the repository
+root, with the uvicorn settings and the process model of ``directo serve``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ async def _until_closed(websocket: WebSocket, queue: asyncio.Queue[str]) -> None
     queue.put_nowait("")  # wake the sender so it ends
 
 
-if __name__ == "__main__":  # with several workers: as ``directo serve --workers N`` runs them
+if __name__ == "__main__":  # as ``directo serve [--workers N]`` runs Directo
     import argparse
 
     from directo import workers as supervisor
@@ -97,9 +98,12 @@ if __name__ == "__main__":  # with several workers: as ``directo serve --workers
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    supervisor.run("bench.baseline_app:app", {
-        "host": args.host, "port": args.port, "access_log": False, "log_level": "warning",
-        "ws_max_size": 64 * 1024, "server_header": False}, args.workers,
-        hang_seconds=Settings.model_fields["worker_hang_seconds"].default)
+    options = {**supervisor.SERVER_OPTIONS, "host": args.host, "port": args.port,
+               "access_log": False, "log_level": "warning"}
+    if args.workers == 1:
+        supervisor.serve("bench.baseline_app:app", options)
+    else:
+        supervisor.run("bench.baseline_app:app", options, args.workers,
+                       hang_seconds=Settings.model_fields["worker_hang_seconds"].default)

@@ -140,14 +140,9 @@ def _clean_env() -> dict[str, str]:
 
 
 def start_baseline(workdir: Path, workers: int = 1) -> ServerProcess:
-    """The bare endpoints, served as ``directo serve`` serves Directo: by uvicorn, or with
-    several workers by Directo's own supervisor."""
-    argv = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", HOST,
-            "--no-access-log", "--no-server-header", "--log-level", "warning",
-            "--ws-max-size", str(64 * 1024)]
-    if workers > 1:
-        argv = [sys.executable, "-m", "bench.baseline_app", "--host", HOST,
-                "--workers", str(workers)]
+    """The bare endpoints, served as ``directo serve`` serves Directo."""
+    argv = [sys.executable, "-m", "bench.baseline_app", "--host", HOST,
+            "--workers", str(workers)]
     return ServerProcess(argv, _clean_env(), workdir / "baseline.log", workers=workers).start()
 
 

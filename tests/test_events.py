@@ -362,6 +362,21 @@ async def test_websocket_refuses_a_bad_token_or_cursor(live) -> None:
     assert bad_token.value.status == 401
 
 
+@pytest.mark.slow
+async def test_websocket_frames_stay_uncompressed_when_the_client_offers_compression(
+        live) -> None:
+    """Browsers offer permessage-deflate. A stream that took it would hold zlib's state for
+    as long as it is open (68 KiB per idle stream instead of 29), so the server declines."""
+    server, _ana, ben, _conversation = live
+    url = server.url.replace("http", "ws", 1) + "/api/v1/stream"
+    async with websockets.connect(url, compression="deflate",
+                                  additional_headers={"Authorization": f"Bearer {ben.token}"},
+                                  ) as ws:
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        assert '"ready"' in await asyncio.wait_for(ws.recv(), WAIT)
+
+
 async def test_reaction_events_carry_the_message_as_it_now_is(signup) -> None:
     ana, ben, conversation = await friends(signup)
     hello = await ana.send(conversation, "hello")

@@ -68,13 +68,12 @@ def _serve(settings: Settings, workers: int) -> None:
     elif not migrate.is_current(url):
         console.print("[red]The database schema is not current: run `directo migrate`.[/red]")
         raise typer.Exit(1)
-    options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "access_log": False,
-        "log_level": settings.log_level, "log_config": logs.uvicorn_log_config(),
-        "ws_max_size": 64 * 1024, "timeout_graceful_shutdown": 5,
-        "server_header": False}  # no "server: uvicorn": nothing to tell a scanner
     from directo import workers as supervisor
 
+    options: dict[str, Any] = {
+        **supervisor.SERVER_OPTIONS, "host": settings.host, "port": settings.port,
+        "access_log": False, "log_level": settings.log_level,
+        "log_config": logs.uvicorn_log_config(), "timeout_graceful_shutdown": 5}
     if workers == 1:
         supervisor.serve("directo.app:create_asgi", {**options, "factory": True})
         return

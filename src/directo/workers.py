@@ -41,6 +41,14 @@ STOP_GRACE_SECONDS = 15.0
 BEAT_SECONDS = 1.0  # how often a worker's event loop says it runs
 START_GRACE_SECONDS = 60.0  # how long a new worker may take to begin serving
 PR_SET_PDEATHSIG = 1  # prctl(2)
+
+# uvicorn's settings for every Directo server, and for the benchmarks' bare baseline, which
+# must run the same stack. No compression of WebSocket frames: every browser offers it, and
+# each stream that takes it holds zlib's state for its whole life (68 KiB per idle stream
+# instead of 29, measured), to shrink event frames of a few hundred bytes.
+SERVER_OPTIONS: dict[str, Any] = {
+    "ws_max_size": 64 * 1024, "ws_per_message_deflate": False,
+    "server_header": False}  # no "server: uvicorn": nothing to tell a scanner
 STARTUP_FAILURE = 3  # uvicorn's exit code when it could not start
 
 
