@@ -5,16 +5,20 @@ every write in it: nobody is told "done" for a row that was rolled back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import exc, make_url, text
 
 from directo.app import App
+from directo.conversations import service as conversations
 from directo.core import metrics
 from directo.core.db import Tx
-from tests.helpers import metric
+from tests.helpers import Signup, friends, metric
 
 
 @pytest.fixture
@@ -83,6 +87,66 @@ async def test_metrics_tell_how_many_writes_each_commit_held(app: App) -> None:
     assert now_writes - writes == 20
     # all twenty were waiting when the batch began: one transaction, one commit
     assert now_commits - commits == 1
+
+
+@contextlib.asynccontextmanager
+async def one_batch(app: App) -> AsyncIterator[None]:
+    """The writes started inside run as one group commit: the write gate is held (as another
+    process would hold it) until all of them are waiting, and exactly one commit follows."""
+    lock_path = f"{make_url(app.db.url).database}-writer.lock"
+    other_process = os.open(lock_path, os.O_RDWR)
+    fcntl.flock(other_process, fcntl.LOCK_EX)
+    _, commits = _commit_totals()
+    try:
+        yield
+        await asyncio.sleep(0.05)  # the last write started is waiting too
+    finally:
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        os.close(other_process)
+    await asyncio.sleep(0.2)
+    assert _commit_totals()[1] - commits == 1
+
+
+async def _started(coroutine: Any) -> asyncio.Future[Any]:
+    """``coroutine`` running, and its write waiting in the group commit's queue."""
+    task = asyncio.ensure_future(coroutine)
+    await asyncio.sleep(0.05)
+    return task
+
+
+async def test_a_read_receipt_after_a_send_in_one_batch_counts_the_new_message(
+        app: App, signup: Signup) -> None:
+    """A send's message and events wait for the end of its batch (``batch_inserts``); a
+    read receipt later in the same batch counts unread messages, so the send's rows must be
+    in before it runs."""
+    ana, ben, conversation = await friends(signup)
+    first = await ana.send(conversation, "first")
+    ana_id, ben_id = (await ana.me())["id"], (await ben.me())["id"]
+    async with one_batch(app):
+        sending = await _started(conversations.send(app, ana_id, conversation, "second-1",
+                                                    "second", None))
+        reading = await _started(conversations.mark_read(app, ben_id, conversation,
+                                                         first["id"]))
+    (second, created), _ = await sending, await reading
+    assert created
+    seen = await ben.conversation(conversation)
+    assert seen["unread_count"] == 1
+    assert seen["last_message"]["id"] == second["id"]
+
+
+async def test_one_message_sent_twice_in_one_batch_is_stored_once(
+        app: App, signup: Signup) -> None:
+    """Both sends look for the ``client_id`` before either's message is in; the batch's
+    insert then meets the unique key, and the batch runs again with every insert in place:
+    one message, told to both as the same one."""
+    ana, _ben, conversation = await friends(signup)
+    ana_id = (await ana.me())["id"]
+    async with one_batch(app):
+        tries = [await _started(conversations.send(app, ana_id, conversation, "twice", "once",
+                                                   None)) for _ in range(2)]
+    (one, one_created), (other, other_created) = [await attempt for attempt in tries]
+    assert one["id"] == other["id"] and sorted([one_created, other_created]) == [False, True]
+    assert [m["text"] for m in (await ana.messages(conversation))["items"]] == ["once"]
 
 
 async def test_a_write_waits_for_another_process_batch_without_stopping_the_loop(

@@ -378,7 +378,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
             _accept(tx, access)  # replying accepts a request (and ends a decline)
         seq, message_id, now = conversation.last_seq, new_id("msg"), now_text()
         message = store.insert_message(
-            conn, id=message_id, conversation_id=conversation_id, seq=seq,
+            tx, id=message_id, conversation_id=conversation_id, seq=seq,
             sender_id=access.side, author_id=actor_id, client_id=client_id,
             reply_to_id=reply_to, created_at=now,
             body=app.keyring.seal(conversation.key_id, conversation.wrapped_key, text,
@@ -402,7 +402,7 @@ async def send(app: App, actor_id: str, conversation_id: str, client_id: str, te
         renderer.remember_text(message_id, text)
         return renderer.message(message, access.side, fresh=True), True
 
-    result = await app.db.write(tx)
+    result = await app.db.write(tx, batch_inserts=True)
     if result[1]:
         metrics.messages_sent.inc()
     return result

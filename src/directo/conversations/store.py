@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 
 from directo.accounts.store import accounts
-from directo.core.db import metadata
+from directo.core.db import Tx, metadata
 from directo.core.prepared import Prepared, PreparedIn
 
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -254,9 +254,9 @@ def message_by_client_id(conn: Connection, author_id: str, client_id: str) -> Ro
         conn, author_id=author_id, client_id=client_id)
 
 
-def insert_message(conn: Connection, **values: Any) -> Row:
-    """Insert a message; the row as stored, without reading it back."""
-    _INSERT_MESSAGE.run(conn, **values)
+def insert_message(tx: Tx, **values: Any) -> Row:
+    """Insert a message (``Tx.insert``); the row as stored, without reading it back."""
+    tx.insert(_INSERT_MESSAGE, [values])
     return _MESSAGE.row(**values)
 
 

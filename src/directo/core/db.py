@@ -5,6 +5,12 @@ commit was being made durable run as one transaction (group commit), each inside
 SAVEPOINT so one job's failure never rolls back another's. Their statements run on the event
 loop's own thread, and only the COMMIT (the fsync) goes to a thread, while the loop carries on
 gathering the next batch. A job's caller is answered only after the commit that holds its rows.
+A job written with ``batch_inserts`` (a send) lets its ``Tx.insert`` rows wait: they go in
+with the other such jobs' rows, one ``executemany`` per statement, before the next job
+without it and at the end of the batch. Each statement has a fixed cost (the driver's call,
+the binding, ``Prepared``) that is then paid once per batch rather than once per send: a
+tenth of a send's CPU (docs/performance.md). If such an insert is refused (one message sent
+twice at once), the batch is rolled back and run again with every insert in its place.
 Running the statements in a writer thread instead cost more than the statements: every
 statement releases the GIL, so the two threads handed it back and forth several times per
 message (docs/performance.md). Reads run inline through a separate read connection: WAL
@@ -53,6 +59,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from directo.core import metrics
+from directo.core.prepared import Prepared
 
 T = TypeVar("T")
 
@@ -63,14 +70,27 @@ GROUP_COMMIT_MAX = 512
 PG_TX_ATTEMPTS = 4  # a PostgreSQL transaction, tried again on a race or a dropped connection
 
 
+Inserts = dict[Prepared, list[dict[str, Any]]]  # rows waiting, by statement, in order
+
+
 class Tx:
     """A transaction handed to a use case: the connection and the accounts to wake afterwards."""
 
-    __slots__ = ("conn", "wake")
+    __slots__ = ("_waiting", "conn", "wake")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, waiting: Inserts | None = None) -> None:
         self.conn = conn
         self.wake: set[str] = set()
+        self._waiting = waiting
+
+    def insert(self, statement: Prepared, rows: list[dict[str, Any]]) -> None:
+        """Insert rows that this transaction never reads back. In a group commit of jobs
+        written with ``batch_inserts``, they wait for the batch's other rows (see above);
+        otherwise they are written now."""
+        if self._waiting is None:
+            statement.run_many(self.conn, rows)
+        else:
+            self._waiting.setdefault(statement, []).extend(rows)
 
 
 def _sqlite_engine(url: str, begin: str | None) -> Engine:
@@ -132,11 +152,12 @@ def _sqlite_file(url: str) -> str | None:
 
 
 class _Job:
-    __slots__ = ("args", "error", "fn", "future", "result", "wake")
+    __slots__ = ("args", "batch_inserts", "error", "fn", "future", "result", "wake")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                 future: asyncio.Future[Any]) -> None:
+                 future: asyncio.Future[Any], batch_inserts: bool) -> None:
         self.fn, self.args, self.future = fn, args, future
+        self.batch_inserts = batch_inserts
         self.result: Any = None
         self.error: BaseException | None = None
         self.wake: set[str] = set()
@@ -205,8 +226,13 @@ class Database:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(tx, *args)`` in a transaction; return once it is committed."""
+    async def write(self, fn: Callable[..., T], *args: Any, batch_inserts: bool = False) -> T:
+        """Run ``fn(tx, *args)`` in a transaction; return once it is committed.
+
+        ``batch_inserts``: on SQLite, ``fn``'s ``tx.insert`` rows may wait for the end of its
+        group commit (module docstring). Only for a use case whose inserted rows no other
+        job can look for before it is answered, bar a duplicate, which the unique keys catch:
+        a send's message (its id is unknown until then) and its events."""
         if self.is_sqlite and self._committer is not None:
             loop = asyncio.get_running_loop()
             if loop is not self._loop:  # a test client's loop per request, say
@@ -214,7 +240,7 @@ class Database:
                     raise RuntimeError("SQLite writes from two event loops at once")
                 self._loop = loop
             future: asyncio.Future[T] = loop.create_future()
-            self._pending.append(_Job(fn, args, future))
+            self._pending.append(_Job(fn, args, future, batch_inserts))
             if not self._busy:
                 self._busy = True
                 loop.call_soon(self._open_gate)
@@ -330,21 +356,15 @@ class Database:
             self._failed(batch, error)
             self._settle(batch)
             return
-        # Savepoints go straight to the driver: through SQLAlchemy they cost as much as the
-        # rest of a send together.
-        driver = conn.connection.driver_connection
-        assert driver is not None
         try:
-            for job in batch:
-                tx = Tx(conn)
-                driver.execute("SAVEPOINT job")
-                try:
-                    job.result = job.fn(tx, *job.args)
-                    job.wake = tx.wake
-                except Exception as error:  # the job's own failure stays its own
-                    driver.execute("ROLLBACK TO job")
-                    job.error = error
-                driver.execute("RELEASE job")
+            try:
+                _run_jobs(batch, conn, batching=True)
+            except exc.DBAPIError as error:  # a batched insert refused: a duplicate, say
+                log.info("running a batch again, inserting as it goes, after %s",
+                         type(error.orig).__name__)
+                transaction.rollback()
+                transaction = conn.begin()
+                _run_jobs(batch, conn, batching=False)
         except BaseException as error:  # the savepoints themselves failed (disk I/O, say)
             transaction.rollback()
             self._failed(batch, error)
@@ -467,6 +487,40 @@ class Database:
     def connect(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+
+def _run_jobs(batch: list[_Job], conn: Connection, batching: bool) -> None:
+    """A group commit's jobs, each in a savepoint of its own so that its failure stays its
+    own. With ``batching``, the inserts of ``batch_inserts`` jobs wait, and are written
+    before the next job without it, which might read them, and at the end."""
+    # Savepoints go straight to the driver: through SQLAlchemy they cost as much as the
+    # rest of a send together.
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    waiting: Inserts = {}
+    for job in batch:
+        job.result, job.error, job.wake = None, None, set()
+        mine: Inserts | None = {} if batching and job.batch_inserts else None
+        if mine is None:
+            _insert_waiting(conn, waiting)
+        tx = Tx(conn, mine)
+        driver.execute("SAVEPOINT job")
+        try:
+            job.result = job.fn(tx, *job.args)
+            job.wake = tx.wake
+            for statement, rows in (mine or {}).items():
+                waiting.setdefault(statement, []).extend(rows)
+        except Exception as error:  # the job's own failure stays its own
+            driver.execute("ROLLBACK TO job")
+            job.error = error
+        driver.execute("RELEASE job")
+    _insert_waiting(conn, waiting)
+
+
+def _insert_waiting(conn: Connection, waiting: Inserts) -> None:
+    for statement, rows in waiting.items():
+        statement.run_many(conn, rows)
+    waiting.clear()
 
 
 def _commit(transaction: RootTransaction) -> None:

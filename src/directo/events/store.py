@@ -99,7 +99,7 @@ def append_all(tx: Tx, entries: list[Entry]) -> None:
         ends[row["account_id"]] += 1
         row["seq"] = ends[row["account_id"]]
     if rows:
-        _INSERT.run_many(tx.conn, rows)
+        tx.insert(_INSERT, rows)
     tx.wake.update(ends)
 
 
