@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import PlainTextResponse
 
 from directo.app import App
+from directo.core.http import HotRoutes
+from directo.events.service import encode_cursor
 from tests.helpers import Signup, friends
 
 HOT = "application/json"
@@ -145,3 +148,53 @@ async def test_an_error_nobody_expected_is_answered_alike_both_ways(
     assert hot[2]["content-security-policy"]
     assert hot == framework
     assert "unhandled RuntimeError" in caplog.text and "secret" not in caplog.text
+
+
+async def poll(http: httpx.AsyncClient, token: str | None,
+               params: dict[str, str]) -> httpx.Response:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return await http.get("/api/v1/events", params=params, headers=headers)
+
+
+async def test_a_long_poll_answers_like_the_fastapi_route(http: httpx.AsyncClient,
+                                                         signup: Signup) -> None:
+    """A timeout written plainly (``0``) takes the hot path; the same timeout written as
+    ``0e0`` (a number to FastAPI, not to the hot path) takes the FastAPI route."""
+    ana, _ben, conversation_id = await friends(signup)
+    await ana.send(conversation_id, "hola")
+    start = encode_cursor(0)
+    first = await poll(http, ana.token, {"after": start, "timeout": "0"})
+    assert first.status_code == 200 and first.json()["events"]
+    cases = {
+        "events after a cursor": (ana.token, {"after": start}),
+        "nothing after the last cursor": (ana.token, {"after": first.json()["cursor"]}),
+        "from now": (ana.token, {}),
+        "a cursor that is not one": (ana.token, {"after": "not-a-cursor"}),
+        "a token that is not one": ("not-a-token", {"after": start}),
+        "no token at all": (None, {"after": start}),
+    }
+    for what, (token, params) in cases.items():
+        hot = await poll(http, token, {**params, "timeout": "0"})
+        framework = await poll(http, token, {**params, "timeout": "0e0"})
+        assert answer(hot) == answer(framework), what
+    # what the hot path leaves to the route, which refuses it
+    for params in ({"timeout": "61"}, {"timeout": "-1"}, {"after": "c" * 129, "timeout": "0"}):
+        assert (await poll(http, ana.token, params)).status_code == 422, params
+
+
+async def test_a_plain_long_poll_never_reaches_fastapi(app: App, signup: Signup,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the hot path is for: a waiting long poll holds none of FastAPI's layers."""
+    ana = await signup("ana")
+    served: Any = app.asgi()
+    while not isinstance(served, HotRoutes):
+        served = served.app
+
+    async def not_fastapi(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("FastAPI", status_code=599)(scope, receive, send)
+
+    monkeypatch.setattr(served, "app", not_fastapi)
+    async with httpx.AsyncClient(base_url="http://directo.test",
+                                 transport=httpx.ASGITransport(app=app.asgi())) as http:
+        assert (await poll(http, ana.token, {"timeout": "0.2"})).status_code == 200
+        assert (await poll(http, ana.token, {"timeout": "0e0"})).status_code == 599

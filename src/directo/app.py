@@ -159,6 +159,7 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     from directo.brands.api import router as brands_router
     from directo.conversations.api import hot_routes as conversations_hot_routes
     from directo.conversations.api import router as conversations_router
+    from directo.events.api import hot_routes as events_hot_routes
     from directo.events.api import hot_sockets as events_hot_sockets
     from directo.events.api import router as events_router
     from directo.presence.api import router as presence_router
@@ -197,8 +198,9 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     async def prometheus(_: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    hot = conversations_hot_routes(app)
-    hot_routes = [(route, hot[route.endpoint]) for route in conversations_router.routes
+    hot = {**conversations_hot_routes(app), **events_hot_routes(app)}
+    hot_routes = [(route, hot[route.endpoint])
+                  for route in (*conversations_router.routes, *events_router.routes)
                   if isinstance(route, APIRoute) and route.endpoint in hot]
     assert len(hot_routes) == len(hot), "every hot handler names a route of its router"
     served = AccessLog(BodyLimit(SecurityHeaders(HotRoutes(api, hot_routes,

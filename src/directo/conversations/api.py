@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from directo.accounts import service as accounts_service
 from directo.accounts.api import AppDep, Me, bearer_token
@@ -64,7 +65,8 @@ async def send_message(conversation_id: IdParam, body: MessageCreate, me: Me,
 def hot_routes(app: App) -> dict[Callable[..., Any], HotHandler]:
     """``send_message`` as a hot route (core/http.HotRoutes): a bearer token and a valid
     JSON body are answered here; anything else goes on to the route above."""
-    async def send(params: dict[str, str], headers: Headers, body: bytes) -> Response | None:
+    async def send(params: dict[str, str], scope: Scope, body: bytes) -> Response | None:
+        headers = Headers(scope=scope)
         token = bearer_token(headers)
         conversation_id = params["conversation_id"]
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()

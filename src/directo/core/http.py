@@ -12,7 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,21 +87,23 @@ def unexpected_error_response(error: Exception) -> Response:
                         status_code=500)
 
 
-HotHandler = Callable[[dict[str, str], Headers, bytes], Awaitable[Response | None]]
+HotHandler = Callable[[dict[str, str], Scope, bytes], Awaitable[Response | None]]
 HotSocket = Callable[[WebSocket], Awaitable[None]]
 
 
 class HotRoutes:
-    """The few routes on the send path, answered without FastAPI's routing, dependency
-    solving and exception middleware, which together cost more CPU than the send itself
-    (docs/performance.md).
+    """The few routes on the send and delivery paths (a send, a long poll), answered without
+    FastAPI's routing, dependency solving and exception middleware, which together cost more
+    CPU than the send itself, and which a waiting long poll would hold for as long as it
+    waits (docs/performance.md).
 
     The FastAPI route stays the definition: its path, its OpenAPI entry and every answer
-    but the plain one. A hot handler gets the path parameters, the headers and the whole
-    body; it answers the plain case (say, a bearer token and a well-formed body) or returns
-    None, and then the request goes on to the FastAPI route with the body replayed, which
-    answers it (with the standard validation error, say). A ``DirectoError`` becomes the
-    same error answer as on the FastAPI route, and so does an error nobody expected.
+    but the plain one. A hot handler gets the path parameters, the scope (headers, query)
+    and the whole body; it answers the plain case (say, a bearer token and a well-formed
+    body) or returns None, and then the request goes on to the FastAPI route with the body
+    replayed, which answers it (with the standard validation error, say). A
+    ``DirectoError`` becomes the same error answer as on the FastAPI route, and so does an
+    error nobody expected.
     Installed inside the body limit, access log and security headers, which see hot and
     ordinary requests alike, and in front of FastAPI's own middleware (see ``app.py``).
 
@@ -146,7 +147,7 @@ class HotRoutes:
                 break
         body = b"".join(chunks)
         try:
-            response = await handler(params, Headers(scope=scope), body)
+            response = await handler(params, scope, body)
         except DirectoError as error:
             response = error_response(error)
         except Exception as error:

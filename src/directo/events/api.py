@@ -6,21 +6,25 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Response, WebSocket, WebSocketDisconnect
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import Scope
 from starlette.websockets import WebSocketState
 
 from directo.accounts import cookies
 from directo.accounts import service as accounts
-from directo.accounts.api import AppDep, Me
+from directo.accounts.api import AppDep, Me, bearer_token
 from directo.app import App
 from directo.conversations import service as conversations
 from directo.core import metrics
 from directo.core.broker import Subscription
 from directo.core.errors import DirectoError
-from directo.core.http import HotSocket, errors
+from directo.core.http import HotHandler, HotSocket, errors
 from directo.events import service
 from directo.events.schemas import EventPage
 from directo.presence import service as presence
@@ -29,16 +33,48 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 log = logging.getLogger("directo.events")
 
 
+CURSOR_MAX_LENGTH, POLL_SECONDS_MAX = 128, 60
+
+
 @router.get("/events", response_model=EventPage, responses=errors(400, 401, 410))
 async def poll(
     me: Me, app: AppDep,
-    after: Annotated[str | None, Query(max_length=128, description="the last cursor you saw; "
-                                       "omit to start from now")] = None,
-    timeout: Annotated[float, Query(ge=0, le=60, description="seconds to wait")] = 25,
-) -> EventPage:
-    events, seq = await service.long_poll(app, me.id, after, timeout)
+    after: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH,
+                                       description="the last cursor you saw; omit to start "
+                                                   "from now")] = None,
+    timeout: Annotated[float, Query(ge=0, le=POLL_SECONDS_MAX,
+                                    description="seconds to wait")] = 25,
+) -> Response:
+    return await _poll(app, me.id, after, timeout)
+
+
+async def _poll(app: App, account_id: str, after: str | None, timeout: float) -> Response:
+    events, seq = await service.long_poll(app, account_id, after, timeout)
     metrics.events_delivered.labels("poll").inc(len(events))
-    return EventPage.model_validate({"events": events, "cursor": service.encode_cursor(seq)})
+    page = EventPage.model_validate({"events": events, "cursor": service.encode_cursor(seq)})
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+_PLAIN_SECONDS = re.compile(r"\d{1,2}(?:\.\d{1,3})?")
+
+
+def hot_routes(app: App) -> dict[Callable[..., Any], HotHandler]:
+    """``poll`` as a hot route (core/http.HotRoutes), so that a waiting long poll holds none
+    of FastAPI's layers: a bearer token, a cursor of allowed length and a timeout written
+    plainly (``25``, ``2.5``) are answered here; anything else goes on to the route above,
+    which answers it (with the standard validation error, say)."""
+    async def poll_now(_params: dict[str, str], scope: Scope, _body: bytes) -> Response | None:
+        token = bearer_token(Headers(scope=scope))
+        query = QueryParams(scope["query_string"])
+        after, timeout = query.get("after"), query.get("timeout", "25")
+        if (token is None or (after is not None and len(after) > CURSOR_MAX_LENGTH)
+                or not _PLAIN_SECONDS.fullmatch(timeout)
+                or float(timeout) > POLL_SECONDS_MAX):
+            return None
+        account_id = await accounts.account_id_of(app, token)
+        return await _poll(app, account_id, after, float(timeout))
+
+    return {poll: poll_now}
 
 
 STREAM_PATH = router.prefix + "/stream"
