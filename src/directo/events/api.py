@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 log = logging.getLogger("directo.events")
 
 
-CURSOR_MAX_LENGTH, POLL_SECONDS_MAX = 128, 60
+CURSOR_MAX_LENGTH, POLL_SECONDS_DEFAULT, POLL_SECONDS_MAX = 128, 25, 60
 
 
 @router.get("/events", response_model=EventPage, responses=errors(400, 401, 410))
@@ -43,7 +43,7 @@ async def poll(
                                        description="the last cursor you saw; omit to start "
                                                    "from now")] = None,
     timeout: Annotated[float, Query(ge=0, le=POLL_SECONDS_MAX,
-                                    description="seconds to wait")] = 25,
+                                    description="seconds to wait")] = POLL_SECONDS_DEFAULT,
 ) -> Response:
     return await _poll(app, me.id, after, timeout)
 
@@ -66,7 +66,7 @@ def hot_routes(app: App) -> dict[Callable[..., Any], HotHandler]:
     async def poll_now(_params: dict[str, str], scope: Scope, _body: bytes) -> Response | None:
         token = bearer_token(Headers(scope=scope))
         query = QueryParams(scope["query_string"])
-        after, timeout = query.get("after"), query.get("timeout", "25")
+        after, timeout = query.get("after"), query.get("timeout", str(POLL_SECONDS_DEFAULT))
         if (token is None or (after is not None and len(after) > CURSOR_MAX_LENGTH)
                 or not _PLAIN_SECONDS.fullmatch(timeout)
                 or float(timeout) > POLL_SECONDS_MAX):
