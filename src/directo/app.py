@@ -150,11 +150,12 @@ async def _housekeeping_forever(app: App) -> None:
 def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
     """The FastAPI application, and what serves it.
 
-    Directo's own middleware runs in front of FastAPI's, not inside it: the send route's hot
-    path is answered before FastAPI's own layers (its error handler, body limit and
-    telemetry, which reads its settings on every request), which cost about 6 % of a send's
-    CPU, and so is the event stream, which would keep them all alive for as long as it is
-    open (docs/performance.md). Every other request goes on through them as before."""
+    Directo's own middleware runs in front of FastAPI's, not inside it: the hot paths of the
+    send route and of the long poll are answered before FastAPI's own layers (its error
+    handler, body limit and telemetry, which reads its settings on every request), which
+    cost about 6 % of a send's CPU, and so is the event stream; a waiting poll or an open
+    stream would keep those layers alive meanwhile (docs/performance.md). Every other
+    request goes on through them as before."""
     from directo.accounts.api import router as accounts_router
     from directo.brands.api import router as brands_router
     from directo.conversations.api import hot_routes as conversations_hot_routes

@@ -508,8 +508,9 @@ def _run_jobs(batch: list[_Job], conn: Connection, batching: bool) -> None:
         try:
             job.result = job.fn(tx, *job.args)
             job.wake = tx.wake
-            for statement, rows in (mine or {}).items():
-                waiting.setdefault(statement, []).extend(rows)
+            if mine:  # kept only once the job has succeeded
+                for statement, rows in mine.items():
+                    waiting.setdefault(statement, []).extend(rows)
         except Exception as error:  # the job's own failure stays its own
             driver.execute("ROLLBACK TO job")
             job.error = error
