@@ -423,18 +423,22 @@ class Database:
     # -- reads ---------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` against one consistent snapshot."""
+        """Run ``fn(conn, *args)``, which only reads.
+
+        On SQLite its statements see one snapshot (a read transaction). On PostgreSQL each
+        statement sees what was committed when it began, as it would inside a transaction
+        at READ COMMITTED, the default: there BEGIN and COMMIT would add two round trips and
+        no consistency, so reads run in autocommit."""
         if self.is_sqlite:
             return self.read_sync(fn, *args)
         return await self._pg_read_async(fn, args)
 
     async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """``read`` for a function that runs exactly one statement, which is its own
-        snapshot: no BEGIN and ROLLBACK around it (on PostgreSQL two round trips, on SQLite
-        two calls into the library)."""
+        snapshot: on SQLite no BEGIN and ROLLBACK around it (two calls into the library)."""
         if self.is_sqlite:
             return fn(self._sqlite_reader(), *args)
-        return await self._pg_read_async(fn, args, autocommit=True)
+        return await self._pg_read_async(fn, args)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         if self.is_sqlite:
@@ -455,15 +459,13 @@ class Database:
             self._read_conn = self._read_engine.connect()
         return self._read_conn
 
-    async def _pg_read_async(self, fn: Callable[..., T], args: tuple[Any, ...],
-                             autocommit: bool = False) -> T:
+    async def _pg_read_async(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         for attempt in range(2):
             engine = self._async_engine()
             try:
                 async with engine.connect() as conn:
-                    if autocommit:
-                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    async with conn.begin():
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    async with conn.begin():  # SQLAlchemy's bookkeeping: sends no BEGIN
                         return await conn.run_sync(_call, fn, args)
             except exc.DBAPIError as error:
                 if attempt == 1 or not error.connection_invalidated:

@@ -167,8 +167,9 @@ class PreparedIn:
         self._build = build
         self._sizes: dict[int, Prepared] = {}
 
-    def all(self, conn: Connection, values: list[Any]) -> list[Any]:
-        """The rows matching any of ``values``, each once (repeated values are asked once)."""
+    def all(self, conn: Connection, values: list[Any], **fixed: Any) -> list[Any]:
+        """The rows matching any of ``values``, each once (repeated values are asked once);
+        ``fixed``: the statement's other parameters, the same for every value."""
         values = list(dict.fromkeys(values))
         rows: list[Any] = []
         for start in range(0, len(values), self.MOST):
@@ -178,5 +179,6 @@ class PreparedIn:
             if prepared is None:
                 prepared = self._sizes[size] = Prepared(self._build(
                     [bindparam(f"v{n}") for n in range(size)]))
-            rows += prepared.all(conn, **{f"v{n}": value for n, value in enumerate(chunk)})
+            rows += prepared.all(conn, **fixed,
+                                 **{f"v{n}": value for n, value in enumerate(chunk)})
         return rows

@@ -54,7 +54,11 @@ def decode_cursor(text: str) -> int:
 def _page(conn: Connection, app: App, account_id: str, after: int | None,
           limit: int) -> tuple[list[dict[str, Any]], int]:
     """Events after ``after`` (None: from now), rendered, and the cursor past them."""
-    stream = store.stream(conn, account_id)
+    rows: list[Row] = []
+    if after is None:
+        stream = store.stream(conn, account_id)
+    else:
+        stream, rows = store.page_after(conn, account_id, after, limit)
     if stream is None:  # erased while a client was still connected
         raise Unauthorized("this account no longer exists")
     if after is None:
@@ -63,7 +67,6 @@ def _page(conn: Connection, app: App, account_id: str, after: int | None,
         raise cursors.BadCursor()
     if after < stream.pruned_seq:
         raise ResyncRequired()
-    rows = store.after(conn, account_id, after, limit)
     sides = {account_id, *brand_store.brand_ids_of(conn, account_id)}
     return render(conn, app, rows, sides), (rows[-1].seq if rows else after)
 
@@ -129,6 +132,11 @@ def render(conn: Connection, app: App, rows: list[Row],
               if "as" not in (data := orjson.loads(row.data)) or data["as"] in sides]
     message_ids = {data["message_id"] for row, data in parsed if _about_a_message(row.type)}
     found = conversation_store.messages_by_ids(conn, message_ids)
+    # the accounts the events and their messages name, in one query before any rendering
+    renderer.load_accounts({value for _, data in parsed for key, value in data.items()
+                            if key in ("as", "by", "brand_id", "member_id")}
+                           | {m.sender_id for m in found.values()}
+                           | {m.author_id for m in found.values()})
     rendered: dict[tuple[str, str], dict[str, Any]] = {}
     by_side: dict[str, list[Row]] = {}
     for row, data in parsed:
@@ -138,8 +146,6 @@ def render(conn: Connection, app: App, rows: list[Row],
         unique = list({m.id: m for m in messages}.values())
         for view in renderer.messages(unique, side):
             rendered[(view["id"], side)] = view
-    renderer.load_accounts({value for _, data in parsed for key, value in data.items()
-                            if key in ("as", "by", "brand_id", "member_id")})
     out = []
     for row, data in parsed:
         view = _event_data(conn, renderer, row.type, data, rendered)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from directo.core.db import Tx, metadata
-from directo.core.prepared import Prepared
+from directo.core.prepared import Prepared, PreparedIn
 from directo.core.timeutil import now_text
 
 account_streams = Table(
@@ -52,16 +52,28 @@ events = Table(
 )
 
 
-_TAKE_SEQS = Prepared(update(account_streams)
-                      .where(account_streams.c.account_id == bindparam("account_id"))
-                      .values(last_seq=account_streams.c.last_seq + bindparam("count"))
-                      .returning(account_streams.c.last_seq))
+_TAKE_SEQS = PreparedIn(lambda ids: update(account_streams)
+                        .where(account_streams.c.account_id.in_(ids))
+                        .values(last_seq=account_streams.c.last_seq + bindparam("count"))
+                        .returning(account_streams.c.account_id, account_streams.c.last_seq))
 _INSERT = Prepared(insert(events))
 _STREAM = Prepared(select(account_streams)
                    .where(account_streams.c.account_id == bindparam("account_id")))
-_AFTER = Prepared(select(events).where(events.c.account_id == bindparam("account_id"),
-                                       events.c.seq > bindparam("seq"))
-                  .order_by(events.c.seq).limit(bindparam("limit")))
+
+
+def _position(name: str) -> Any:
+    return (select(account_streams.c[name])
+            .where(account_streams.c.account_id == bindparam("account_id"))
+            .scalar_subquery().label(name))
+
+
+# Events after a seq, each row carrying its stream's position: a page in one round trip
+# rather than two. (A join from the stream's row would lose the primary key's order, and
+# PostgreSQL would sort the whole backlog for each page.)
+_PAGE = Prepared(select(_position("last_seq"), _position("pruned_seq"), *events.c)
+                 .where(events.c.account_id == bindparam("account_id"),
+                        events.c.seq > bindparam("seq"))
+                 .order_by(events.c.seq).limit(bindparam("limit")))
 
 
 def open_stream(conn: Connection, account_id: str) -> None:
@@ -77,8 +89,8 @@ def append(tx: Tx, account_ids: Iterable[str], type_: str, data: dict[str, Any])
 
 
 def append_all(tx: Tx, entries: list[Entry]) -> None:
-    """``append`` for several events at once, in order: each stream is advanced by one
-    statement however many of the events it receives, and the events are inserted by one
+    """``append`` for several events at once, in order: the streams that receive as many of
+    them (usually all) are advanced by one statement, and the events are inserted by one
     ``executemany``."""
     at = now_text()
     rows: list[dict[str, Any]] = []
@@ -89,10 +101,12 @@ def append_all(tx: Tx, entries: list[Entry]) -> None:
             counts[account_id] = counts.get(account_id, 0) + 1
             rows.append({"account_id": account_id, "type": type_, "data": payload,
                          "created_at": at})
-    ends: dict[str, int] = {}  # each stream's end before these events
+    by_count: dict[int, list[str]] = {}  # one statement for all the streams that take as many
     for account_id, count in counts.items():
-        last = _TAKE_SEQS.scalar(tx.conn, account_id=account_id, count=count)
-        if last is not None:  # None: erased, so nobody is left to tell
+        by_count.setdefault(count, []).append(account_id)
+    ends: dict[str, int] = {}  # each stream's end before these events; erased ones are absent
+    for count, account_ids in by_count.items():
+        for account_id, last in _TAKE_SEQS.all(tx.conn, account_ids, count=count):
             ends[account_id] = last - count
     rows = [row for row in rows if row["account_id"] in ends]
     for row in rows:
@@ -115,8 +129,12 @@ def last_seqs(conn: Connection, account_ids: list[str]) -> dict[str, int]:
     return {account_id: last_seq for account_id, last_seq in conn.execute(query)}
 
 
-def after(conn: Connection, account_id: str, seq: int, limit: int) -> list[Row]:
-    return _AFTER.all(conn, account_id=account_id, seq=seq, limit=limit)
+def page_after(conn: Connection, account_id: str, seq: int,
+               limit: int) -> tuple[Row | None, list[Row]]:
+    """The account's stream position (``stream``) and up to ``limit`` of its events after
+    ``seq``, oldest first; (None, []) once the account is erased."""
+    rows = _PAGE.all(conn, account_id=account_id, seq=seq, limit=limit)
+    return (rows[0] if rows else stream(conn, account_id)), rows
 
 
 _OLDEST = Prepared(select(events.c.account_id, events.c.seq)
