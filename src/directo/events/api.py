@@ -90,10 +90,7 @@ async def stream(app: App, websocket: WebSocket) -> None:
     cursor, then live ones. Frames are the same JSON objects as in ``GET /events``; control
     frames are ``ready`` and ``resync_required``."""
     after = websocket.query_params.get("after")
-    token = websocket.query_params.get("token")
-    header = websocket.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        token = header[7:].strip()
+    token = bearer_token(websocket.headers) or websocket.query_params.get("token")
     if token is None and cookies.same_origin(websocket.headers):
         token = websocket.cookies.get(cookies.SESSION_COOKIE)
     try:

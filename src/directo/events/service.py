@@ -67,8 +67,7 @@ def _page(conn: Connection, app: App, account_id: str, after: int | None,
         raise cursors.BadCursor()
     if after < stream.pruned_seq:
         raise ResyncRequired()
-    sides = {account_id, *brand_store.brand_ids_of(conn, account_id)}
-    return render(conn, app, rows, sides), (rows[-1].seq if rows else after)
+    return render(conn, app, rows, account_id), (rows[-1].seq if rows else after)
 
 
 async def page(app: App, account_id: str, after: int | None,
@@ -123,13 +122,16 @@ def subscribe(app: App, account_id: str) -> Subscription:
 
 
 def render(conn: Connection, app: App, rows: list[Row],
-           sides: set[str]) -> list[dict[str, Any]]:
+           reader_id: str) -> list[dict[str, Any]]:
     """Stored events hold references; clients get the current state of what they point to.
     Events about a side the reader no longer acts for (a brand that removed them) are left
     out: replaying an old cursor must not reopen a conversation they lost access to."""
     renderer = Renderer(conn, app.keyring)
-    parsed = [(row, data) for row in rows
-              if "as" not in (data := orjson.loads(row.data)) or data["as"] in sides]
+    parsed = [(row, orjson.loads(row.data)) for row in rows]
+    sides = {reader_id}
+    if any(data.get("as", reader_id) != reader_id for _, data in parsed):  # as a brand
+        sides.update(brand_store.brand_ids_of(conn, reader_id))
+    parsed = [(row, data) for row, data in parsed if data.get("as", reader_id) in sides]
     message_ids = {data["message_id"] for row, data in parsed if _about_a_message(row.type)}
     found = conversation_store.messages_by_ids(conn, message_ids)
     # the accounts the events and their messages name, in one query before any rendering
