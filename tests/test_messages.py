@@ -45,6 +45,24 @@ async def test_send_then_retry_returns_the_original_and_stores_nothing(signup) -
     assert seen_by_ben["client_id"] is None  # the sender's own handle on a message stays theirs
 
 
+async def test_a_retry_gets_its_message_even_when_the_rules_would_now_refuse_it(signup) -> None:
+    """The answer to a send was lost; by the time the client tries again, the message it
+    stored has used up the request's allowance, or the recipient has blocked the sender."""
+    ana, ben = await signup("ana"), await signup("ben")
+    conversation = (await ana.start_conversation("ben"))["id"]
+    sent = [await ana.send(conversation, f"hello {n}", client_id=f"c{n}") for n in range(3)]
+    await refused(ana.send(conversation, "one more"), 403, "request_pending")
+    path = f"/conversations/{conversation}/messages"
+    retry = await ana.request("POST", path, {"client_id": "c2", "text": "hello 2"})
+    assert (retry.status_code, retry.json()) == (200, sent[2])
+    await ben.block("ana")
+    await refused(ana.send(conversation, "are you there?"), 403, "cannot_message")
+    retry = await ana.request("POST", path, {"client_id": "c1", "text": "hello 1"})
+    assert (retry.status_code, retry.json()) == (200, sent[1])
+    assert [m["text"] for m in (await ana.messages(conversation))["items"]] == [
+        "hello 0", "hello 1", "hello 2"]
+
+
 async def test_client_id_reused_in_another_conversation_conflicts(signup) -> None:
     ana, _ben, conversation = await friends(signup)
     await signup("cai")
