@@ -184,10 +184,11 @@ class Database:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             self._read_engine = self.engine
             self._pool_size = pool_size
-            # the server's engine, pooled on the first event loop that uses it (asyncpg's
-            # connections belong to one loop); any other loop (a test client's, one per
-            # request) connects anew each time
+            # the server's engines, writes' and reads', pooled on the first event loop that
+            # uses them (asyncpg's connections belong to one loop); any other loop (a test
+            # client's, one per request) connects anew each time
             self._async: AsyncEngine | None = None
+            self._async_reads: AsyncEngine | None = None
             self._async_loop: asyncio.AbstractEventLoop | None = None
             self._async_unpooled: AsyncEngine | None = None
 
@@ -218,9 +219,11 @@ class Database:
         if self.is_sqlite and self._read_conn is not None:
             self._read_conn.close()
             self._read_conn = None
-        if not self.is_sqlite and self._async is not None:  # closed from no loop, or another
-            self._async.sync_engine.dispose(close=False)
-            self._async, self._async_loop = None, None
+        if not self.is_sqlite:  # closed from no loop, or another
+            for engine in (self._async, self._async_reads):
+                if engine is not None:
+                    engine.sync_engine.dispose(close=False)
+            self._async, self._async_reads, self._async_loop = None, None, None
         self.engine.dispose()
         self._read_engine.dispose()
 
@@ -254,11 +257,11 @@ class Database:
         result, _wake = self._run_tx(fn, args)
         return result
 
-    def _async_engine(self) -> AsyncEngine:
-        """The asyncpg engine for the running loop: the pooled one, on the first loop that
-        uses it."""
+    def _async_engine(self, reads: bool = False) -> AsyncEngine:
+        """The asyncpg engine for the running loop: the pooled one (for ``reads``, the one in
+        autocommit), on the first loop that uses it."""
         loop = asyncio.get_running_loop()
-        pooled = self._pooled()
+        pooled = self._pooled(reads)
         if self._async_loop is None:
             self._async_loop = loop
         if loop is self._async_loop:
@@ -273,19 +276,28 @@ class Database:
         """The dialect the server's statements run in (asyncpg's, on PostgreSQL)."""
         return self.engine.dialect if self.is_sqlite else self._pooled().dialect
 
-    def _pooled(self) -> AsyncEngine:
-        if self._async is None:
-            self._async = create_async_engine(_asyncpg_url(self.url), pool_size=self._pool_size,
-                                              max_overflow=self._pool_size)
-        return self._async
+    def _pooled(self, reads: bool = False) -> AsyncEngine:
+        """Two pools of ``pool_size`` connections: one for transactions, one in autocommit
+        for reads. A pool of its own spares each read switching a connection into autocommit
+        and back (about 70 µs of CPU, docs/performance.md). No overflow: the two together
+        open as many connections as one pool of ``pool_size`` with as many again in
+        overflow did, and requests beyond wait for a free one."""
+        if self._async is None or self._async_reads is None:
+            url = _asyncpg_url(self.url)
+            self._async = create_async_engine(url, pool_size=self._pool_size, max_overflow=0)
+            self._async_reads = create_async_engine(url, pool_size=self._pool_size,
+                                                    max_overflow=0,
+                                                    isolation_level="AUTOCOMMIT")
+        return self._async_reads if reads else self._async
 
     async def aclose(self) -> None:
         """``close``, from the loop that used the database: asyncpg's connections are closed
         there, as they must be."""
-        if not self.is_sqlite and self._async is not None:
-            if asyncio.get_running_loop() is self._async_loop:
-                await self._async.dispose()
-            self._async, self._async_loop = None, None
+        if not self.is_sqlite and asyncio.get_running_loop() is self._async_loop:
+            for engine in (self._async, self._async_reads):
+                if engine is not None:
+                    await engine.dispose()
+            self._async, self._async_reads, self._async_loop = None, None, None
         self.close()
 
     async def _run_tx_async(self, fn: Callable[..., T],
@@ -461,12 +473,10 @@ class Database:
 
     async def _pg_read_async(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         for attempt in range(2):
-            engine = self._async_engine()
+            engine = self._async_engine(reads=True)
             try:
                 async with engine.connect() as conn:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    async with conn.begin():  # SQLAlchemy's bookkeeping: sends no BEGIN
-                        return await conn.run_sync(_call, fn, args)
+                    return await conn.run_sync(_call, fn, args)
             except exc.DBAPIError as error:
                 if attempt == 1 or not error.connection_invalidated:
                     raise
