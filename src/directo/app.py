@@ -34,6 +34,7 @@ from directo.core.http import (
 )
 
 log = logging.getLogger("directo")
+STOP_GRACE_SECONDS = 5.0  # how long App.stop waits for a background loop to finish a round
 
 API_DESCRIPTION = """Private one-to-one direct messages between people, creators and brands.
 
@@ -65,6 +66,7 @@ class App:
         self.passwords = PasswordHasher(memory_cost=self.settings.argon2_memory_kib,
                                         time_cost=self.settings.argon2_time_cost)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self._api: FastAPI | None = None
         self._served: ASGIApp | None = None
 
@@ -100,6 +102,7 @@ class App:
     async def start(self) -> None:
         from directo.events.service import catch_up_forever
 
+        self._stopping = asyncio.Event()  # this loop's
         self.db.start()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(_housekeeping_forever(self)))
@@ -108,13 +111,27 @@ class App:
         prepared.compile_all(self.db.served_dialect)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Background loops end at their next rest, once done with what they are doing: a
+        query cut off midway made asyncpg cancel it over a connection of its own and report
+        that connection's end as an error nobody awaited. One still busy after
+        ``STOP_GRACE_SECONDS`` is cancelled."""
+        self._stopping.set()
+        if self._tasks:
+            _, busy = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+            for task in busy:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
         await self.broker.close()
         await self.db.aclose()
+
+    async def rest(self, seconds: float) -> bool:
+        """A background loop's wait between rounds: False, at once, when the app stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return not self._stopping.is_set()
 
     def asgi(self) -> ASGIApp:
         """What is served: Directo's own middleware and hot routes in front of the FastAPI
@@ -144,7 +161,8 @@ async def _housekeeping_forever(app: App) -> None:
                 await job(app)
             except Exception as error:
                 log.warning("housekeeping: %s failed: %s", job.__name__, type(error).__name__)
-        await asyncio.sleep(3600)
+        if not await app.rest(3600):
+            return
 
 
 def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:

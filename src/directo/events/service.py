@@ -99,8 +99,7 @@ async def long_poll(app: App, account_id: str, after: str | None,
 async def catch_up_forever(app: App) -> None:
     """Where wake-ups can be lost (Redis pub/sub), find the subscribers that missed one,
     every ``catch_up_seconds``, with one query for all of this process's streams."""
-    while True:
-        await asyncio.sleep(app.settings.catch_up_seconds)
+    while await app.rest(app.settings.catch_up_seconds):
         try:
             await catch_up_once(app)
         except Exception as error:  # try again next round; live wake-ups go on meanwhile
