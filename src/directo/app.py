@@ -111,10 +111,10 @@ class App:
         prepared.compile_all(self.db.served_dialect)
 
     async def stop(self) -> None:
-        """Background loops end at their next rest, once done with what they are doing: a
-        query cut off midway made asyncpg cancel it over a connection of its own and report
-        that connection's end as an error nobody awaited. One still busy after
-        ``STOP_GRACE_SECONDS`` is cancelled."""
+        """Background loops end at their next rest, once done with what they are doing: cut
+        off midway (their pool still connecting, say), asyncpg reported the end of a
+        connection as an error nobody awaited. One still busy after ``STOP_GRACE_SECONDS``
+        is cancelled."""
         self._stopping.set()
         if self._tasks:
             _, busy = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
