@@ -87,3 +87,23 @@ async def test_debug_logs_hold_no_text_password_or_token(
     for secret in (password, wrong_password, text, edited, refused_text, *tokens):
         assert secret is not None
         assert secret not in log, f"{secret.split('-')[0]} leaked into the log"
+
+
+async def test_access_lines_are_written_together_within_half_a_second(capsys) -> None:
+    """The access log keeps the other lines' format, and leaves the event loop one write
+    per half second instead of one per request."""
+    import re
+
+    from directo.core.http import ACCESS_FLUSH_SECONDS, AccessLines
+
+    lines = AccessLines()
+    lines.add("POST", "/api/v1/conversations/{conversation_id}/messages", 201, 0.0008)
+    lines.add("GET", "unmatched", 404, 0.0121)
+    assert capsys.readouterr().err == ""  # not yet
+    await asyncio.sleep(ACCESS_FLUSH_SECONDS + 0.2)
+    written = capsys.readouterr().err.splitlines()
+    pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO directo.access "
+    assert [re.sub(pattern, "", line) for line in written] == [
+        "POST /api/v1/conversations/{conversation_id}/messages 201 0.8ms",
+        "GET unmatched 404 12.1ms"]
+    assert all(re.match(pattern, line) for line in written)

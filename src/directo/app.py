@@ -29,6 +29,7 @@ from directo.core.http import (
     AccessLog,
     BodyLimit,
     HotRoutes,
+    access_lines,
     install_api_docs,
     install_error_handlers,
 )
@@ -125,6 +126,7 @@ class App:
         self._tasks.clear()
         await self.broker.close()
         await self.db.aclose()
+        access_lines.flush()  # uvicorn ends the process by its signal: no atexit
 
     async def rest(self, seconds: float) -> bool:
         """A background loop's wait between rounds: False, at once, when the app stops."""

@@ -11,6 +11,8 @@ from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
 
+from directo.core import http
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -37,6 +39,7 @@ def configure(level: str = "info") -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(HideSecrets())
     logging.getLogger("uvicorn.access").disabled = True
+    http.access_lines.enabled = logging.getLogger("directo.access").isEnabledFor(logging.INFO)
 
 
 def uvicorn_log_config() -> dict[str, Any]:
