@@ -107,3 +107,16 @@ async def test_access_lines_are_written_together_within_half_a_second(capsys) ->
         "POST /api/v1/conversations/{conversation_id}/messages 201 0.8ms",
         "GET unmatched 404 12.1ms"]
     assert all(re.match(pattern, line) for line in written)
+
+
+def test_workers_write_the_access_log(server_factory: Callable[..., Server]) -> None:
+    """``--workers N`` spawns its workers afresh: each sets up its own logging (they used to
+    write no access log, nor any other line of Directo's below a warning)."""
+    import httpx
+
+    server = server_factory(DIRECTO_WORKERS="2", DIRECTO_LOG_LEVEL="info")
+    for _ in range(8):  # a connection each, spread over the workers
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    server.stop()
+    lines = server.log().count("INFO directo.access GET /healthz 200")
+    assert lines >= 8, server.log()[-2000:]  # and the start-up probe's

@@ -19,7 +19,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Scope
 
-from directo import __version__
+from directo import __version__, logs
 from directo.config import Settings
 from directo.core import metrics, prepared
 from directo.core.broker import LocalBroker
@@ -231,8 +231,11 @@ def build_asgi(app: App) -> tuple[FastAPI, ASGIApp]:
 
 
 def create_asgi() -> ASGIApp:
-    """Factory for uvicorn (``directo serve``, and each of ``--workers N``)."""
-    return App(owns_process=True).asgi()
+    """Factory for uvicorn (``directo serve``, and each of ``--workers N``, whose processes
+    are spawned afresh and set up their logging here)."""
+    app = App(owns_process=True)
+    logs.configure(app.settings.log_level)
+    return app.asgi()
 
 
 async def _walk_routes(api: FastAPI) -> None:

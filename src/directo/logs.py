@@ -35,9 +35,12 @@ class HideSecrets(logging.Filter):
 
 
 def configure(level: str = "info") -> None:
+    """Once per process; again does nothing more (``directo serve`` and its app factory
+    both call it)."""
     logging.basicConfig(level=level.upper(), format=_FORMAT)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(HideSecrets())
+        if not any(isinstance(f, HideSecrets) for f in handler.filters):
+            handler.addFilter(HideSecrets())
     logging.getLogger("uvicorn.access").disabled = True
     http.access_lines.enabled = logging.getLogger("directo.access").isEnabledFor(logging.INFO)
 
