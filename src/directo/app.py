@@ -35,7 +35,7 @@ from directo.core.http import (
 )
 
 log = logging.getLogger("directo")
-STOP_GRACE_SECONDS = 5.0  # how long App.stop waits for a background loop to finish a round
+BACKGROUND_STOP_SECONDS = 5.0  # how long App.stop waits for a background loop to finish a round
 
 API_DESCRIPTION = """Private one-to-one direct messages between people, creators and brands.
 
@@ -114,11 +114,11 @@ class App:
     async def stop(self) -> None:
         """Background loops end at their next rest, once done with what they are doing: cut
         off midway (their pool still connecting, say), asyncpg reported the end of a
-        connection as an error nobody awaited. One still busy after ``STOP_GRACE_SECONDS``
+        connection as an error nobody awaited. One still busy after ``BACKGROUND_STOP_SECONDS``
         is cancelled."""
         self._stopping.set()
         if self._tasks:
-            _, busy = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+            _, busy = await asyncio.wait(self._tasks, timeout=BACKGROUND_STOP_SECONDS)
             for task in busy:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
