@@ -1,7 +1,7 @@
 """Compare the send path of this checkout with another revision's, side by side.
 
     .venv/bin/python -m bench.compare REV [--rounds 10] [--seconds 2] [--senders 20]
-                                          [--backend postgres]
+                                          [--backend postgres] [--env NAME=VALUE ...]
 
 One ``directo serve`` runs this checkout, another runs REV (checked out with ``git worktree``
 into a temporary directory), each on a database of its own seeded alike. The same
@@ -10,7 +10,8 @@ both see the same drift of this shared machine, which a run now and a run in ten
 would not. Prints each one's server CPU per send and throughput, and the ratio. REV must
 have the same schema as this checkout (the seeding is this checkout's). With ``--backend
 postgres`` each side has a PostgreSQL database of its own, one process, and the Redis
-broker when it is reachable."""
+broker when it is reachable. ``--env`` sets REV's servers' environment: ``HEAD --env
+DIRECTO_LOG_LEVEL=warning`` measures what the default access log costs."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ from bench.server import HOST, ROOT, Deployment
 
 
 async def compare(revision: str, source: Path, rounds: int, seconds: float,
-                  senders: int, backend: str) -> dict[str, tuple[float, float]]:
+                  senders: int, backend: str,
+                  settings: dict[str, str]) -> dict[str, tuple[float, float]]:
     """Per side: (server CPU µs per send, msg/s) over all its windows."""
     workdir = Path(tempfile.mkdtemp(prefix="directo-compare-"))
-    sides = {revision: Deployment.prepare(backend, workdir / "other", source=source),
+    sides = {revision: Deployment.prepare(backend, workdir / "other", source=source,
+                                          settings=settings),
              "this checkout": Deployment.prepare(backend, workdir / "this")}
     pairs: dict[str, Pairs] = {}
     cpu_us = dict.fromkeys(sides, 0.0)
@@ -63,6 +66,13 @@ async def compare(revision: str, source: Path, rounds: int, seconds: float,
             for name in sides}
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compare",
                                      description=__doc__.split("\n")[0])
@@ -71,13 +81,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per window")
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--env", action="append", default=[], type=_setting,
+                        metavar="NAME=VALUE", help="an environment variable for REV's servers")
     args = parser.parse_args()
     checkout = Path(tempfile.mkdtemp(prefix="directo-rev-")) / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout),
                     args.revision], cwd=ROOT, check=True)
     try:
-        figures = uvloop.run(compare(args.revision, checkout, args.rounds, args.seconds,
-                                     args.senders, args.backend))
+        label = " ".join([args.revision, *(f"{name}={value}" for name, value in args.env)])
+        figures = uvloop.run(compare(label, checkout, args.rounds, args.seconds,
+                                     args.senders, args.backend, dict(args.env)))
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
                        check=True)

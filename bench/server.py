@@ -156,7 +156,8 @@ class Deployment:
 
     ``prepare`` makes and migrates the database (so a benchmark can seed it in bulk before any
     server runs), ``start`` starts the processes, ``close`` stops them and drops the database.
-    ``source``: a checkout whose ``src`` to run instead of this one (``bench.compare``).
+    ``source``: a checkout whose ``src`` to run instead of this one (``bench.compare``);
+    ``settings``: environment variables for its servers, over the defaults set here.
     """
 
     backend: str
@@ -166,13 +167,15 @@ class Deployment:
     servers: list[ServerProcess] = field(default_factory=list)
     broker_url: str | None = None
     source: Path | None = None
+    settings: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # SQLite: one ``directo serve --workers N``; PostgreSQL: N processes
 
     @classmethod
     def prepare(cls, backend: str, workdir: Path, source: Path | None = None,
-                workers: int = 1) -> Deployment:
+                workers: int = 1, settings: dict[str, str] | None = None) -> Deployment:
         workdir.mkdir(parents=True, exist_ok=True)
-        deployment = cls(backend, workdir, source=source, workers=workers)
+        deployment = cls(backend, workdir, source=source, workers=workers,
+                         settings=dict(settings or {}))
         if backend == "postgres":
             name = f"directo_bench_{uuid.uuid4().hex[:8]}"
             _admin(f'CREATE DATABASE "{name}"')
@@ -201,14 +204,14 @@ class Deployment:
         env.update(DIRECTO_MASTER_KEY=self.master_key,
                    DIRECTO_ARGON2_MEMORY_KIB="1024", DIRECTO_ARGON2_TIME_COST="1",
                    # closed-loop senders go far past any per-account human sending limit
-                   DIRECTO_SENDS_PER_MINUTE="100000000",
-                   DIRECTO_LOG_LEVEL="warning")
+                   DIRECTO_SENDS_PER_MINUTE="100000000")
         if self.backend == "postgres":
             env["DIRECTO_DATABASE_URL"] = self.database_url
         if self.broker_url:
             env["DIRECTO_BROKER_URL"] = self.broker_url
         if self.source is not None:
             env["PYTHONPATH"] = str(self.source / "src")
+        env.update(self.settings)
         return env
 
     def start(self) -> Deployment:

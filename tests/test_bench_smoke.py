@@ -152,10 +152,14 @@ async def test_compare_measures_both_sides_each_from_its_own_source(tmp_path: Pa
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), "HEAD"],
                    cwd=ROOT, check=True)
     try:
-        assert Deployment.prepare("sqlite", tmp_path / "probe", source=checkout).env[
-            "PYTHONPATH"] == str(checkout / "src")
+        probe = Deployment.prepare("sqlite", tmp_path / "probe", source=checkout,
+                                   settings={"DIRECTO_LOG_LEVEL": "warning"})
+        assert probe.env["PYTHONPATH"] == str(checkout / "src")
+        assert probe.env["DIRECTO_LOG_LEVEL"] == "warning"
+        # the benchmarks measure the default configuration, access log included
+        assert "DIRECTO_LOG_LEVEL" not in Deployment.prepare("sqlite", tmp_path / "plain").env
         figures = await compare("HEAD", checkout, rounds=2, seconds=0.3, senders=2,
-                                backend=backend)
+                                backend=backend, settings={"DIRECTO_LOG_LEVEL": "warning"})
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
                        check=True)
